@@ -1,0 +1,52 @@
+//! chatd HTTP API.
+//!
+//! Every app-scoped route is served under both path forms of the hosted
+//! service, `/app-id/{app_id}/…` and `/{org_name}/{app_name}/…`: a
+//! middleware resolves the app from either and hands it to the handlers.
+//! Failures of every layer become [`error::ApiError`], rendered once as the
+//! service's error JSON.
+
+pub mod apps;
+pub mod auth;
+pub mod body;
+pub mod envelope;
+pub mod error;
+mod observe;
+pub mod routes;
+pub mod state;
+
+pub use apps::AppRegistry;
+pub use state::ApiState;
+
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+
+/// The routes that exist once per app.
+fn app_routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/token", post(routes::token::issue))
+        .route("/messages/users", post(routes::messages::send_to_users))
+        .route("/users", post(routes::users::create))
+        .route(
+            "/users/{username}",
+            get(routes::users::get_one).delete(routes::users::delete_one),
+        )
+}
+
+/// The whole HTTP API.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let by_id = app_routes().route_layer(from_fn_with_state(state.clone(), apps::resolve_by_id));
+    let by_name =
+        app_routes().route_layer(from_fn_with_state(state.clone(), apps::resolve_by_name));
+    Router::new()
+        .route("/health", get(routes::system::health))
+        .route("/metrics", get(routes::system::metrics))
+        .nest("/app-id/{app_id}", by_id)
+        .nest("/{org_name}/{app_name}", by_name)
+        .fallback(routes::system::not_found)
+        .method_not_allowed_fallback(routes::system::method_not_allowed)
+        .layer(from_fn(observe::observe))
+        .with_state(state)
+}

@@ -1,0 +1,14 @@
+//! Handlers, one module per resource.
+
+pub mod messages;
+pub mod system;
+pub mod token;
+pub mod users;
+
+use chatd_core::AppRecord;
+
+/// The `uri` of an app-scoped resource, in the `{org}/{app}` form the
+/// service's examples use.
+pub(crate) fn resource_uri(base: &str, app: &AppRecord, path: &str) -> String {
+    format!("{base}/{}/{}{path}", app.org_name, app.app_name)
+}

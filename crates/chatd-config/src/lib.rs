@@ -1,0 +1,160 @@
+//! chatd configuration.
+//!
+//! Sources, later ones winning: built-in defaults, a TOML file (`--config` or
+//! `CHATD_CONFIG`), then `CHATD_*` environment variables, one per key
+//! (`CHATD_LISTEN` sets `listen`). Every key is documented in
+//! docs/configuration.md.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port the HTTP server listens on.
+    pub listen: String,
+    /// Directory holding the database (and, later, uploaded files).
+    pub data_dir: PathBuf,
+    /// Base URL clients reach this server at, used in `uri` fields and file
+    /// URLs. Empty: `http://` + `listen`.
+    pub public_url: String,
+    /// This node's id in message ids (0-1023).
+    pub node_id: u16,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+
+    /// The default app. When `app_id` is set, the default app is created or
+    /// updated from these keys at start; otherwise one is generated on first
+    /// start and saved in the data directory.
+    pub app_id: Option<String>,
+    pub app_certificate: Option<String>,
+    pub org_name: Option<String>,
+    pub app_name: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// REST calls per second per endpoint for the default app; 0 = unlimited.
+    pub rate_calls_per_sec: u32,
+    /// One-to-one messages per minute (one per recipient) for the default
+    /// app; 0 = unlimited.
+    pub rate_msgs_per_min: u32,
+    /// Whether REST-sent messages enter conversation lists (default app).
+    pub rest_messages_in_conversations: bool,
+
+    /// Lifetime of tokens issued by `POST /token` when the request has no
+    /// `ttl`, in seconds.
+    pub token_ttl_secs: u64,
+    /// Largest request body accepted by JSON endpoints, in bytes; larger
+    /// requests are refused with 413 before they are read whole.
+    pub max_request_bytes: usize,
+    /// Most writes committed together in one storage transaction.
+    pub storage_max_batch: usize,
+    /// Read-only database connections.
+    pub storage_readers: usize,
+    /// Seconds given to in-flight requests at shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            public_url: String::new(),
+            node_id: 0,
+            log_format: "text".into(),
+            app_id: None,
+            app_certificate: None,
+            org_name: None,
+            app_name: None,
+            client_id: None,
+            client_secret: None,
+            rate_calls_per_sec: 100,
+            rate_msgs_per_min: 6000,
+            rest_messages_in_conversations: false,
+            token_ttl_secs: 60 * 24 * 3600,
+            max_request_bytes: 256 * 1024,
+            storage_max_batch: 1024,
+            storage_readers: 4,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+/// Environment variables that select the file or are read elsewhere, not keys.
+const NOT_KEYS: &[&str] = &["CONFIG", "LOG"];
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `CHATD_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        fig = fig.merge(
+            Env::prefixed("CHATD_")
+                .filter(|k| !NOT_KEYS.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))),
+        );
+        fig.extract().map_err(|e| ConfigError(Box::new(e)))
+    }
+
+    /// `public_url` without a trailing slash, derived from `listen` if empty.
+    pub fn public_base_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    pub fn db_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+#[cfg(test)]
+// figment's Jail API returns its (large) error type by value.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "chatd.toml",
+                "listen = \"0.0.0.0:9000\"\nrate_calls_per_sec = 5\n",
+            )?;
+            jail.set_env("CHATD_RATE_CALLS_PER_SEC", "0");
+            jail.set_env("CHATD_PUBLIC_URL", "https://chat.example.com/");
+            jail.set_env("CHATD_CONFIG", "ignored-here");
+            let c = Config::load(Some(Path::new("chatd.toml"))).expect("loads");
+            assert_eq!(c.listen, "0.0.0.0:9000");
+            assert_eq!(c.rate_calls_per_sec, 0);
+            assert_eq!(c.rate_msgs_per_min, 6000);
+            assert_eq!(c.public_base_url(), "https://chat.example.com");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("chatd.toml", "lisen = \"x\"\n")?;
+            assert!(Config::load(Some(Path::new("chatd.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn public_url_defaults_to_listen() {
+        let c = Config::default();
+        assert_eq!(c.public_base_url(), "http://127.0.0.1:8080");
+    }
+}

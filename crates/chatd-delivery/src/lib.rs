@@ -1,0 +1,121 @@
+//! chatd delivery.
+//!
+//! The pipeline stores a message first and then tells [`Delivery`] that an
+//! inbox grew. Delivery only carries that notification: clients always pull
+//! the messages from their inbox, from their last acknowledged position, so a
+//! lost notification delays a message but never loses it.
+//!
+//! [`InProcessDelivery`] fans notifications out to subscribers in this
+//! process; a broker-backed implementation (NATS) would carry the same
+//! notifications between nodes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::sync::watch;
+
+/// An inbox: one user of one app.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InboxKey {
+    pub app: i64,
+    pub user: String,
+}
+
+pub trait Delivery: Send + Sync + 'static {
+    /// `key`'s inbox now holds entries up to `seq`.
+    fn notify(&self, key: &InboxKey, seq: u64);
+    /// Follows `key`'s inbox: the receiver always holds the highest sequence
+    /// notified since subscribing (0 before any).
+    fn subscribe(&self, key: &InboxKey) -> watch::Receiver<u64>;
+}
+
+/// Notifications within one process: a watch channel per followed inbox.
+///
+/// A watch channel keeps only the latest value, so a burst of messages to a
+/// busy user costs one wake-up, and a slow subscriber can never make the
+/// sender wait or memory grow.
+#[derive(Default)]
+pub struct InProcessDelivery {
+    inboxes: Mutex<HashMap<InboxKey, watch::Sender<u64>>>,
+}
+
+impl InProcessDelivery {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inboxes with at least one subscriber.
+    pub fn followed(&self) -> usize {
+        self.inboxes.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+impl Delivery for InProcessDelivery {
+    fn notify(&self, key: &InboxKey, seq: u64) {
+        let Ok(mut map) = self.inboxes.lock() else {
+            return;
+        };
+        if let Some(tx) = map.get(key) {
+            if tx.receiver_count() == 0 {
+                map.remove(key);
+            } else {
+                tx.send_if_modified(|cur| {
+                    let grew = seq > *cur;
+                    if grew {
+                        *cur = seq;
+                    }
+                    grew
+                });
+            }
+        }
+    }
+
+    fn subscribe(&self, key: &InboxKey) -> watch::Receiver<u64> {
+        let mut map = self.inboxes.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(key) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = watch::channel(0);
+                map.insert(key.clone(), tx);
+                rx
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(u: &str) -> InboxKey {
+        InboxKey {
+            app: 1,
+            user: u.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn subscribers_see_the_latest_sequence() {
+        let d = InProcessDelivery::new();
+        let mut a = d.subscribe(&key("a"));
+        let mut a2 = d.subscribe(&key("a"));
+        let b = d.subscribe(&key("b"));
+        d.notify(&key("a"), 3);
+        d.notify(&key("a"), 2); // late, out of order: ignored
+        a.changed().await.unwrap();
+        a2.changed().await.unwrap();
+        assert_eq!(*a.borrow(), 3);
+        assert_eq!(*a2.borrow(), 3);
+        assert_eq!(*b.borrow(), 0);
+    }
+
+    #[test]
+    fn inboxes_without_subscribers_are_forgotten() {
+        let d = InProcessDelivery::new();
+        drop(d.subscribe(&key("a")));
+        assert_eq!(d.followed(), 1);
+        d.notify(&key("a"), 1);
+        assert_eq!(d.followed(), 0);
+        d.notify(&key("nobody"), 1);
+        assert_eq!(d.followed(), 0);
+    }
+}

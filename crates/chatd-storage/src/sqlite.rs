@@ -1,0 +1,771 @@
+//! The embedded store: one SQLite database in WAL mode.
+//!
+//! All writes go through one writer thread that drains whatever requests are
+//! queued, applies them in a single transaction (each inside its own
+//! savepoint, so that one failing request does not undo the others), commits
+//! with `synchronous=FULL` (an fsync of the WAL) and only then answers the
+//! callers. Under load this batches many sends into one fsync; idle, a lone
+//! request is committed at once. Reads use a small pool of read-only
+//! connections, which WAL lets run beside the writer.
+
+use crate::model::{InboxEntry, UserInsert};
+use crate::{Result, StorageError, Store};
+use async_trait::async_trait;
+use chatd_core::{AppRecord, NewMessage, NewUser, StoredRecipient, UserRecord};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS apps (
+    key INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    app_id TEXT NOT NULL UNIQUE,
+    app_certificate TEXT NOT NULL,
+    org_name TEXT NOT NULL,
+    app_name TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    client_secret TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    settings TEXT NOT NULL,
+    UNIQUE (org_name, app_name)
+);
+CREATE TABLE IF NOT EXISTS users (
+    app INTEGER NOT NULL,
+    username TEXT NOT NULL,
+    uuid TEXT NOT NULL,
+    password_hash TEXT,
+    nickname TEXT,
+    created_ms INTEGER NOT NULL,
+    modified_ms INTEGER NOT NULL,
+    activated INTEGER NOT NULL,
+    PRIMARY KEY (app, username)
+) WITHOUT ROWID;
+-- One row per message sent, whatever the number of recipients.
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    app INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    msg_type TEXT NOT NULL,
+    body TEXT NOT NULL,
+    ext TEXT,
+    created_ms INTEGER NOT NULL,
+    options TEXT NOT NULL
+);
+-- One row per recipient: its ordered inbox.
+CREATE TABLE IF NOT EXISTS inbox (
+    app INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    msg_id INTEGER NOT NULL,
+    message INTEGER NOT NULL,
+    to_user TEXT NOT NULL,
+    PRIMARY KEY (app, owner, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inbox_by_msg_id ON inbox (msg_id);
+"#;
+
+/// How to open the embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    /// Read-only connections in the read pool.
+    pub readers: usize,
+    /// Most requests committed in one transaction.
+    pub max_batch: usize,
+    /// Requests queued for the writer before callers wait.
+    pub queue: usize,
+}
+
+impl SqliteOptions {
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            path: dir.into().join("chatd.db"),
+            readers: 4,
+            max_batch: 1024,
+            queue: 8192,
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+enum WriteOp {
+    UpsertApp(AppRecord, Reply<AppRecord>),
+    CreateUsers(i64, Vec<NewUser>, Reply<Vec<UserInsert>>),
+    DeleteUser(i64, String, Reply<Option<UserRecord>>),
+    AppendMessage(Box<NewMessage>, Reply<Vec<StoredRecipient>>),
+    Close(oneshot::Sender<()>),
+}
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<WriteOp>,
+    readers: Arc<ReadPool>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database and starts the writer thread.
+    pub fn open(opts: SqliteOptions) -> Result<Self> {
+        if let Some(dir) = opts.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let conn = Connection::open(&opts.path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: in WAL mode this fsyncs the log at every commit, which is what
+        // makes a 200 mean "on disk".
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+
+        let mut readers = Vec::with_capacity(opts.readers.max(1));
+        for _ in 0..opts.readers.max(1) {
+            let r = Connection::open_with_flags(
+                &opts.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            r.busy_timeout(std::time::Duration::from_secs(5))?;
+            readers.push(r);
+        }
+
+        let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        let max_batch = opts.max_batch.max(1);
+        let handle = std::thread::Builder::new()
+            .name("chatd-sqlite-writer".into())
+            .spawn(move || Writer::new(conn).run(rx, max_batch))?;
+        Ok(Self {
+            writer: tx,
+            readers: Arc::new(ReadPool::new(readers)),
+            writer_thread: Mutex::new(Some(handle)),
+        })
+    }
+
+    async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(make(tx))
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| StorageError::Corrupt(format!("reader task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn list_apps(&self) -> Result<Vec<AppRecord>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT key, uuid, app_id, app_certificate, org_name, app_name, client_id, \
+                 client_secret, created_ms, settings FROM apps ORDER BY key",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    AppRecord {
+                        key: r.get(0)?,
+                        uuid: r.get(1)?,
+                        app_id: r.get(2)?,
+                        app_certificate: r.get(3)?,
+                        org_name: r.get(4)?,
+                        app_name: r.get(5)?,
+                        client_id: r.get(6)?,
+                        client_secret: r.get(7)?,
+                        created_ms: r.get(8)?,
+                        settings: Default::default(),
+                    },
+                    r.get::<_, String>(9)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (mut app, settings) = row?;
+                app.settings = serde_json::from_str(&settings)
+                    .map_err(|e| StorageError::Corrupt(format!("app settings: {e}")))?;
+                out.push(app);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn upsert_app(&self, app: AppRecord) -> Result<AppRecord> {
+        self.write(|r| WriteOp::UpsertApp(app, r)).await
+    }
+
+    async fn create_users(&self, app: i64, users: Vec<NewUser>) -> Result<Vec<UserInsert>> {
+        self.write(|r| WriteOp::CreateUsers(app, users, r)).await
+    }
+
+    async fn get_user(&self, app: i64, username: &str) -> Result<Option<UserRecord>> {
+        let username = username.to_string();
+        self.read(move |c| read_user(c, app, &username)).await
+    }
+
+    async fn delete_user(&self, app: i64, username: &str) -> Result<Option<UserRecord>> {
+        let username = username.to_string();
+        self.write(|r| WriteOp::DeleteUser(app, username, r)).await
+    }
+
+    async fn append_message(&self, msg: NewMessage) -> Result<Vec<StoredRecipient>> {
+        self.write(|r| WriteOp::AppendMessage(Box::new(msg), r))
+            .await
+    }
+
+    async fn inbox_after(
+        &self,
+        app: i64,
+        owner: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>> {
+        let owner = owner.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT i.seq, i.msg_id, m.sender, i.to_user, m.msg_type, m.body, m.ext, \
+                 m.created_ms, m.options FROM inbox i JOIN messages m ON m.id = i.message \
+                 WHERE i.app = ?1 AND i.owner = ?2 AND i.seq > ?3 ORDER BY i.seq LIMIT ?4",
+            )?;
+            let rows = st.query_map(params![app, owner, after as i64, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, String>(8)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, msg_id, from, to, ty, body, ext, ts, options) = row?;
+                out.push(InboxEntry {
+                    seq: seq as u64,
+                    msg_id: msg_id as u64,
+                    from,
+                    to,
+                    msg_type: ty
+                        .parse()
+                        .map_err(|_| StorageError::Corrupt(format!("message type {ty}")))?,
+                    body,
+                    ext,
+                    timestamp_ms: ts,
+                    options: serde_json::from_str(&options)
+                        .map_err(|e| StorageError::Corrupt(format!("message options: {e}")))?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn inbox_count_after(&self, app: i64, owner: &str, after: u64) -> Result<u64> {
+        let owner = owner.to_string();
+        self.read(move |c| {
+            let n: i64 = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM inbox WHERE app = ?1 AND owner = ?2 AND seq > ?3",
+                )?
+                .query_row(params![app, owner, after as i64], |r| r.get(0))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn max_message_id(&self) -> Result<u64> {
+        self.read(|c| {
+            let n: Option<i64> = c
+                .prepare_cached("SELECT MAX(msg_id) FROM inbox")?
+                .query_row([], |r| r.get(0))?;
+            Ok(n.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(WriteOp::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+fn read_user(c: &Connection, app: i64, username: &str) -> Result<Option<UserRecord>> {
+    Ok(c.prepare_cached(
+        "SELECT uuid, username, password_hash, nickname, created_ms, modified_ms, activated \
+         FROM users WHERE app = ?1 AND username = ?2",
+    )?
+    .query_row(params![app, username], |r| {
+        Ok(UserRecord {
+            uuid: r.get(0)?,
+            username: r.get(1)?,
+            password_hash: r.get(2)?,
+            nickname: r.get(3)?,
+            created_ms: r.get(4)?,
+            modified_ms: r.get(5)?,
+            activated: r.get(6)?,
+        })
+    })
+    .optional()?)
+}
+
+/// A fixed set of read-only connections. rusqlite connections are not
+/// `Sync`, so each read borrows one for its duration.
+struct ReadPool {
+    conns: Mutex<Vec<Connection>>,
+    available: std::sync::Condvar,
+}
+
+impl ReadPool {
+    fn new(conns: Vec<Connection>) -> Self {
+        Self {
+            conns: Mutex::new(conns),
+            available: std::sync::Condvar::new(),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = {
+            let mut guard = self.conns.lock().map_err(|_| StorageError::Closed)?;
+            loop {
+                if let Some(c) = guard.pop() {
+                    break c;
+                }
+                guard = self
+                    .available
+                    .wait(guard)
+                    .map_err(|_| StorageError::Closed)?;
+            }
+        };
+        let out = f(&conn);
+        if let Ok(mut guard) = self.conns.lock() {
+            guard.push(conn);
+        }
+        self.available.notify_one();
+        out
+    }
+}
+
+/// A result computed inside the batch transaction, sent once the batch is
+/// committed (or replaced by the commit's error).
+type Pending = Box<dyn FnOnce(Option<&str>) + Send>;
+
+fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Pending {
+    Box::new(move |commit_error| {
+        let outcome = match commit_error {
+            Some(e) => Err(StorageError::Corrupt(format!("commit failed: {e}"))),
+            None => result,
+        };
+        let _ = reply.send(outcome);
+    })
+}
+
+struct Writer {
+    conn: Connection,
+    /// Last inbox sequence per (app, owner), so that appends need no read.
+    seqs: HashMap<(i64, String), u64>,
+}
+
+/// Bound on the sequence cache; past it the cache starts over (a miss costs
+/// one index lookup).
+const SEQ_CACHE_MAX: usize = 1_000_000;
+
+impl Writer {
+    fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            seqs: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize) {
+        let mut closing: Option<oneshot::Sender<()>> = None;
+        while closing.is_none() {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut batch = vec![first];
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            let size = batch.len();
+            let mut done: Vec<Pending> = Vec::with_capacity(size);
+            let begin = self.conn.execute_batch("BEGIN IMMEDIATE");
+            for op in batch {
+                match op {
+                    WriteOp::Close(tx) => closing = Some(tx),
+                    op => done.push(self.apply(op)),
+                }
+            }
+            let commit = begin.and_then(|_| self.conn.execute_batch("COMMIT"));
+            let commit_error = commit.err().map(|e| {
+                tracing::error!(error = %e, "storage batch commit failed");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                // Cached sequences may include rolled-back appends.
+                self.seqs.clear();
+                e.to_string()
+            });
+            metrics::histogram!("chatd_storage_batch_size").record(size as f64);
+            metrics::histogram!("chatd_storage_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
+            for d in done {
+                d(commit_error.as_deref());
+            }
+        }
+        // Answer anything still queued so that no caller waits forever.
+        rx.close();
+        while let Ok(op) = rx.try_recv() {
+            if let WriteOp::Close(tx) = op {
+                let _ = tx.send(());
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
+        if let Some(tx) = closing {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Applies one request inside its own savepoint.
+    fn apply(&mut self, op: WriteOp) -> Pending {
+        match op {
+            WriteOp::UpsertApp(app, reply) => {
+                let r = self.savepoint(|w| w.upsert_app(app));
+                pending(reply, r)
+            }
+            WriteOp::CreateUsers(app, users, reply) => {
+                let r = self.savepoint(|w| w.create_users(app, users));
+                pending(reply, r)
+            }
+            WriteOp::DeleteUser(app, name, reply) => {
+                let r = self.savepoint(|w| w.delete_user(app, &name));
+                pending(reply, r)
+            }
+            WriteOp::AppendMessage(msg, reply) => {
+                let mut staged = HashMap::new();
+                let r = self.savepoint(|w| w.append_message(&msg, &mut staged));
+                if r.is_ok() {
+                    if self.seqs.len() + staged.len() > SEQ_CACHE_MAX {
+                        self.seqs.clear();
+                    }
+                    self.seqs.extend(staged);
+                }
+                pending(reply, r)
+            }
+            WriteOp::Close(_) => unreachable!("handled by the batch loop"),
+        }
+    }
+
+    fn savepoint<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("SAVEPOINT op")?;
+        let r = f(self);
+        match &r {
+            Ok(_) => self.conn.execute_batch("RELEASE op")?,
+            Err(_) => self.conn.execute_batch("ROLLBACK TO op; RELEASE op")?,
+        }
+        r
+    }
+
+    fn upsert_app(&mut self, mut app: AppRecord) -> Result<AppRecord> {
+        let settings = serde_json::to_string(&app.settings)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let (key, uuid, created_ms) = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO apps (uuid, app_id, app_certificate, org_name, app_name, client_id, \
+                 client_secret, created_ms, settings) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (app_id) DO UPDATE SET app_certificate = excluded.app_certificate, \
+                 org_name = excluded.org_name, app_name = excluded.app_name, \
+                 client_id = excluded.client_id, client_secret = excluded.client_secret, \
+                 settings = excluded.settings RETURNING key, uuid, created_ms",
+            )?
+            .query_row(
+                params![
+                    app.uuid,
+                    app.app_id,
+                    app.app_certificate,
+                    app.org_name,
+                    app.app_name,
+                    app.client_id,
+                    app.client_secret,
+                    app.created_ms,
+                    settings
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+        app.key = key;
+        app.uuid = uuid;
+        app.created_ms = created_ms;
+        Ok(app)
+    }
+
+    fn create_users(&mut self, app: i64, users: Vec<NewUser>) -> Result<Vec<UserInsert>> {
+        let now = chatd_core::clock::now_ms();
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            let rec = UserRecord {
+                uuid: chatd_core::ids::uuid_v4_string(),
+                username: u.username,
+                password_hash: u.password_hash,
+                nickname: u.nickname,
+                created_ms: now,
+                modified_ms: now,
+                activated: true,
+            };
+            let inserted = self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO users (app, username, uuid, password_hash, nickname, created_ms, \
+                     modified_ms, activated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) \
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    app,
+                    rec.username,
+                    rec.uuid,
+                    rec.password_hash,
+                    rec.nickname,
+                    rec.created_ms,
+                    rec.modified_ms
+                ])?;
+            out.push(if inserted == 1 {
+                UserInsert::Created(rec)
+            } else {
+                UserInsert::Exists(rec.username)
+            });
+        }
+        Ok(out)
+    }
+
+    fn delete_user(&mut self, app: i64, username: &str) -> Result<Option<UserRecord>> {
+        let existing = read_user(&self.conn, app, username)?;
+        if existing.is_some() {
+            self.conn
+                .prepare_cached("DELETE FROM users WHERE app = ?1 AND username = ?2")?
+                .execute(params![app, username])?;
+        }
+        Ok(existing)
+    }
+
+    fn append_message(
+        &mut self,
+        msg: &NewMessage,
+        staged: &mut HashMap<(i64, String), u64>,
+    ) -> Result<Vec<StoredRecipient>> {
+        let Some(first) = msg.recipients.first() else {
+            return Ok(Vec::new());
+        };
+        let options = serde_json::to_string(&msg.options)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO messages (id, app, sender, msg_type, body, ext, created_ms, options) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                first.msg_id as i64,
+                msg.app,
+                msg.from,
+                msg.msg_type.as_str(),
+                msg.body,
+                msg.ext,
+                msg.timestamp_ms,
+                options
+            ])?;
+        let mut out = Vec::with_capacity(msg.recipients.len());
+        for r in &msg.recipients {
+            let key = (msg.app, r.username.clone());
+            let last = match staged.get(&key).or_else(|| self.seqs.get(&key)) {
+                Some(s) => *s,
+                None => self
+                    .conn
+                    .prepare_cached("SELECT MAX(seq) FROM inbox WHERE app = ?1 AND owner = ?2")?
+                    .query_row(params![msg.app, r.username], |row| {
+                        row.get::<_, Option<i64>>(0)
+                    })?
+                    .unwrap_or(0) as u64,
+            };
+            let seq = last + 1;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO inbox (app, owner, seq, msg_id, message, to_user) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?2)",
+                )?
+                .execute(params![
+                    msg.app,
+                    r.username,
+                    seq as i64,
+                    r.msg_id as i64,
+                    first.msg_id as i64
+                ])?;
+            staged.insert(key, seq);
+            out.push(StoredRecipient {
+                msg_id: r.msg_id,
+                seq,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatd_core::{MessageType, Recipient, SendOptions};
+
+    fn message(app: i64, to: &[&str], first_id: u64) -> NewMessage {
+        NewMessage {
+            app,
+            from: "u1".into(),
+            recipients: to
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Recipient {
+                    username: t.to_string(),
+                    msg_id: first_id + i as u64,
+                })
+                .collect(),
+            msg_type: MessageType::Txt,
+            body: r#"{"msg":"hi"}"#.into(),
+            ext: Some(r#"{"k":"v"}"#.into()),
+            timestamp_ms: 1,
+            options: SendOptions {
+                sync_device: true,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_are_ordered_per_inbox_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap();
+            let a = store
+                .append_message(message(1, &["u2", "u3"], 10))
+                .await
+                .unwrap();
+            assert_eq!(a.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 1]);
+            let b = store.append_message(message(1, &["u2"], 20)).await.unwrap();
+            assert_eq!(b[0].seq, 2);
+            store.close().await;
+        }
+        let store = SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap();
+        let c = store.append_message(message(1, &["u2"], 30)).await.unwrap();
+        assert_eq!(c[0].seq, 3, "sequence continues after reopen");
+        let inbox = store.inbox_after(1, "u2", 0, 10).await.unwrap();
+        assert_eq!(
+            inbox.iter().map(|e| e.msg_id).collect::<Vec<_>>(),
+            vec![10, 20, 30]
+        );
+        assert_eq!(inbox[0].body, r#"{"msg":"hi"}"#);
+        assert!(inbox[0].options.sync_device);
+        assert_eq!(store.inbox_count_after(1, "u2", 1).await.unwrap(), 2);
+        assert_eq!(store.max_message_id().await.unwrap(), 30);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_are_group_committed_without_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap());
+        let tasks: Vec<_> = (0..200u64)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move { s.append_message(message(1, &["u9"], 100 + i)).await })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap().unwrap()[0].seq);
+        }
+        seqs.sort();
+        assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_request_does_not_undo_its_batch_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap());
+        // The same message id twice violates the primary key.
+        let ok = store.append_message(message(1, &["a"], 5));
+        let dup = store.append_message(message(1, &["b"], 5));
+        let (ok, dup) = tokio::join!(ok, dup);
+        assert!(ok.is_ok() != dup.is_ok());
+        let ok2 = store.append_message(message(1, &["b"], 6)).await.unwrap();
+        assert_eq!(ok2[0].seq, 1, "the failed append left no sequence behind");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn users_are_created_once_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap();
+        let u = |n: &str| NewUser {
+            username: n.into(),
+            password_hash: None,
+            nickname: None,
+        };
+        let r = store
+            .create_users(1, vec![u("x"), u("x"), u("y")])
+            .await
+            .unwrap();
+        assert!(matches!(r[0], UserInsert::Created(_)));
+        assert!(matches!(r[1], UserInsert::Exists(_)));
+        assert!(matches!(r[2], UserInsert::Created(_)));
+        assert!(store.get_user(1, "x").await.unwrap().is_some());
+        assert!(
+            store.get_user(2, "x").await.unwrap().is_none(),
+            "apps are separate"
+        );
+        assert!(store.delete_user(1, "x").await.unwrap().is_some());
+        assert!(store.get_user(1, "x").await.unwrap().is_none());
+        assert!(store.delete_user(1, "x").await.unwrap().is_none());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn apps_upsert_by_app_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap();
+        let a = store
+            .upsert_app(AppRecord::generate("org", "app", 1))
+            .await
+            .unwrap();
+        assert!(a.key > 0);
+        let mut changed = a.clone();
+        changed.client_secret = "new".into();
+        changed.uuid = "ignored".into();
+        let b = store.upsert_app(changed).await.unwrap();
+        assert_eq!(b.key, a.key);
+        assert_eq!(b.uuid, a.uuid, "the uuid of an app never changes");
+        let apps = store.list_apps().await.unwrap();
+        assert_eq!(apps.len(), 1);
+        assert_eq!(apps[0].client_secret, "new");
+        store.close().await;
+    }
+}

@@ -1,0 +1,103 @@
+//! Opening the data directory and making sure the default app exists.
+
+use anyhow::{bail, Context};
+use chatd_config::Config;
+use chatd_core::app::{is_valid_app_name, is_valid_hex32};
+use chatd_core::AppRecord;
+use chatd_storage::{SqliteOptions, SqliteStore, Store};
+use std::sync::Arc;
+
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+    let mut opts = SqliteOptions::in_dir(&config.data_dir);
+    opts.max_batch = config.storage_max_batch;
+    opts.readers = config.storage_readers;
+    let store = SqliteStore::open(opts)
+        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// What `ensure_default_app` did.
+pub struct DefaultApp {
+    pub app: AppRecord,
+    /// Generated just now: its credentials should be shown once.
+    pub generated: bool,
+}
+
+/// The default app is the one configured by `app_id` (created or updated
+/// from the configuration), else the first stored app, else a new
+/// generated one. Its limits always follow the configuration.
+pub async fn ensure_default_app(store: &dyn Store, config: &Config) -> anyhow::Result<DefaultApp> {
+    let apps = store.list_apps().await?;
+    let (mut app, generated) = match &config.app_id {
+        Some(id) => {
+            let id = id.to_ascii_lowercase();
+            if !is_valid_hex32(&id) {
+                bail!("CHATD_APP_ID must be 32 hexadecimal characters");
+            }
+            let existing = apps.iter().find(|a| a.app_id == id).cloned();
+            let mut app = existing.unwrap_or_else(|| {
+                AppRecord::generate(
+                    config.org_name.as_deref().unwrap_or("chatd"),
+                    config.app_name.as_deref().unwrap_or("default"),
+                    chatd_core::clock::now_ms(),
+                )
+            });
+            app.app_id = id;
+            (app, false)
+        }
+        None => match apps.first() {
+            Some(a) => (a.clone(), false),
+            None => (
+                AppRecord::generate(
+                    config.org_name.as_deref().unwrap_or("chatd"),
+                    config.app_name.as_deref().unwrap_or("default"),
+                    chatd_core::clock::now_ms(),
+                ),
+                true,
+            ),
+        },
+    };
+    if let Some(cert) = &config.app_certificate {
+        if !is_valid_hex32(cert) {
+            bail!("CHATD_APP_CERTIFICATE must be 32 hexadecimal characters");
+        }
+        app.app_certificate = cert.to_ascii_lowercase();
+    }
+    if let Some(org) = &config.org_name {
+        app.org_name = org.clone();
+    }
+    if let Some(name) = &config.app_name {
+        app.app_name = name.clone();
+    }
+    if !is_valid_app_name(&app.org_name) || !is_valid_app_name(&app.app_name) {
+        bail!("org and app names may hold letters, digits, '-', '_' and '.' (and not be 'app-id')");
+    }
+    if let Some(id) = &config.client_id {
+        app.client_id = id.clone();
+    }
+    if let Some(secret) = &config.client_secret {
+        app.client_secret = secret.clone();
+    }
+    app.settings.limits.calls_per_sec = config.rate_calls_per_sec;
+    app.settings.limits.msgs_per_min = config.rate_msgs_per_min;
+    app.settings.rest_messages_in_conversations = config.rest_messages_in_conversations;
+    let app = store.upsert_app(app).await?;
+    Ok(DefaultApp { app, generated })
+}
+
+/// The app credentials as printed by `app create` and on first start.
+pub fn describe_app(app: &AppRecord, base_url: &str) -> String {
+    format!(
+        "app_id:          {}\napp_certificate: {}\norg_name:        {}\napp_name:        {}\n\
+         client_id:       {}\nclient_secret:   {}\nREST base URLs:  {base_url}/app-id/{}/  and  {base_url}/{}/{}/\n",
+        app.app_id,
+        app.app_certificate,
+        app.org_name,
+        app.app_name,
+        app.client_id,
+        app.client_secret,
+        app.app_id,
+        app.org_name,
+        app.app_name
+    )
+}

@@ -1,0 +1,17 @@
+//! `chatd`: the server and its command line.
+
+mod bootstrap;
+mod cli;
+mod commands;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    let config = chatd_config::Config::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(commands::run(cli.command, config))
+}

@@ -1,0 +1,123 @@
+//! `chatd serve`: wire the layers together and run until a signal.
+
+use crate::bootstrap::{describe_app, ensure_default_app, open_store};
+use anyhow::Context;
+use chatd_api::{ApiState, AppRegistry};
+use chatd_auth::Authenticator;
+use chatd_config::Config;
+use chatd_core::MessageIdGenerator;
+use chatd_delivery::InProcessDelivery;
+use chatd_pipeline::Pipeline;
+use chatd_storage::Store;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_env("CHATD_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn init_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    const LATENCY: &[f64] = &[
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ];
+    const SIZES: &[f64] = &[
+        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+    ];
+    Ok(PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY)?
+        .set_buckets_for_metric(Matcher::Full("chatd_storage_batch_size".into()), SIZES)?
+        .install_recorder()?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(&config);
+    let metrics = init_metrics()?;
+    let store = open_store(&config)?;
+    let default_app = ensure_default_app(store.as_ref(), &config).await?;
+    let base_url = config.public_base_url();
+    if default_app.generated {
+        println!(
+            "Generated the default app (saved in {}; shown only this once):\n{}",
+            config.data_dir.display(),
+            describe_app(&default_app.app, &base_url)
+        );
+    }
+    let floor = store.max_message_id().await?;
+    let store_dyn: Arc<dyn Store> = store.clone();
+    let pipeline = Pipeline::new(
+        store_dyn.clone(),
+        Arc::new(InProcessDelivery::new()),
+        MessageIdGenerator::new(config.node_id, floor),
+    );
+    let state = Arc::new(ApiState {
+        apps: AppRegistry::load(store_dyn.clone()).await?,
+        pipeline,
+        auth: Authenticator::new(100_000),
+        public_url: base_url,
+        max_request_bytes: config.max_request_bytes,
+        token_ttl_secs: config.token_ttl_secs,
+        metrics: Some(metrics),
+    });
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // A machine-readable line on stdout: tests and scripts wait for it.
+    println!("chatd listening on http://{addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "chatd started");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server =
+        axum::serve(listener, chatd_api::router(state)).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let mut stopping = stop_rx;
+    tokio::select! {
+        r = server => r?,
+        _ = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+    tracing::info!("flushing storage");
+    store.close().await;
+    tracing::info!("chatd stopped");
+    Ok(())
+}
