@@ -33,6 +33,10 @@ fn app_routes() -> Router<Arc<ApiState>> {
             "/users/{username}",
             get(routes::users::get_one).delete(routes::users::delete_one),
         )
+        .route(
+            "/users/{username}/offline_msg_count",
+            get(routes::users::offline_msg_count),
+        )
 }
 
 /// The whole HTTP API.

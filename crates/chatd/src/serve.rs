@@ -68,7 +68,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = init_metrics()?;
     let store = open_store(&config)?;
     let default_app = ensure_default_app(store.as_ref(), &config).await?;
-    let base_url = config.public_base_url();
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // With no public URL configured, URLs name the address actually bound
+    // (which differs from `listen` when it asks for port 0).
+    let base_url = if config.public_url.is_empty() {
+        format!("http://{addr}")
+    } else {
+        config.public_base_url()
+    };
     if default_app.generated {
         println!(
             "Generated the default app (saved in {}; shown only this once):\n{}",
@@ -92,10 +102,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         token_ttl_secs: config.token_ttl_secs,
         metrics: Some(metrics),
     });
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
     // A machine-readable line on stdout: tests and scripts wait for it.
     println!("chatd listening on http://{addr}");
     std::io::stdout().flush()?;

@@ -252,3 +252,22 @@ pub async fn delete_one(
     out["entities"] = json!([user_entity(&user)]);
     Ok(Json(out).into_response())
 }
+
+/// `GET …/users/{username}/offline_msg_count`: messages waiting in the
+/// user's inbox.
+pub async fn offline_msg_count(
+    State(state): State<Arc<ApiState>>,
+    Extension(app): Extension<Arc<AppRecord>>,
+    Path(path): Path<UserPath>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_app(&state, &app, &headers)?;
+    check_call_rate(&state, &app, "users")?;
+    let name = canonical(&path.username)?;
+    let count = state.store().inbox_count_after(app.key, &name, 0).await?;
+    let mut out = envelope(&state, &app, "get", &format!("/{name}/offline_msg_count"));
+    out["entities"] = json!([]);
+    out["data"] = json!({ name: count });
+    out["count"] = json!(0);
+    Ok(Json(out).into_response())
+}

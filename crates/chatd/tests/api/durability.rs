@@ -1,0 +1,138 @@
+//! Acknowledged messages survive restarts and crashes; the server reports
+//! its health and metrics.
+
+use crate::common::TestServer;
+use reqwest::Method;
+use serde_json::json;
+
+async fn offline_count(server: &TestServer, user: &str) -> u64 {
+    let r = server
+        .admin()
+        .call(Method::GET, &format!("/users/{user}/offline_msg_count"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["data"][user].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn acknowledged_messages_survive_sigkill_and_ids_keep_growing() {
+    let mut server = TestServer::start();
+    let admin = server.admin();
+    // Concurrent sends, so that several share one group commit.
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let admin = admin.clone();
+        tasks.push(tokio::spawn(async move {
+            admin.send_text("sender", &["victim"], &format!("m{i}")).await
+        }));
+    }
+    let mut max_id = 0;
+    for t in tasks {
+        let ids = t.await.unwrap().unwrap();
+        max_id = max_id.max(ids[0].1);
+    }
+    server.kill();
+    server.restart();
+    assert_eq!(offline_count(&server, "victim").await, 100);
+    let after = server
+        .admin()
+        .send_text("sender", &["victim"], "after the crash")
+        .await
+        .unwrap();
+    assert!(after[0].1 > max_id, "ids never repeat after a restart");
+}
+
+#[tokio::test]
+async fn graceful_restart_keeps_users_and_messages() {
+    let mut server = TestServer::start();
+    let admin = server.admin();
+    admin.create_user("keeper", Some("pw")).await.unwrap();
+    admin.send_text("a", &["keeper"], "one").await.unwrap();
+    let status = server.stop();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    server.restart();
+    assert_eq!(offline_count(&server, "keeper").await, 1);
+    let r = server.anonymous().user_token("keeper", "pw").await.unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let server = TestServer::start();
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap(),
+        json!({"status": "ok"})
+    );
+    server.admin().send_text("a", &["b", "c"], "x").await.unwrap();
+    let text = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("chatd_messages_accepted_total 2"), "{text}");
+    assert!(text.contains(
+        r#"chatd_http_requests_total{route="/app-id/{app_id}/messages/users",method="POST",status="200"} 1"#
+    ));
+    assert!(text.contains("chatd_storage_batch_size_bucket"));
+    assert!(text.contains("chatd_storage_commit_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn a_second_app_is_isolated_from_the_first() {
+    let server = TestServer::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .args(["app", "create", "--org", "other", "--name", "app2"])
+        .env("CHATD_DATA_DIR", server.dir.path())
+        .env("CHATD_APP_ID", crate::common::APP_ID)
+        .env("CHATD_APP_CERTIFICATE", crate::common::APP_CERT)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap()
+    };
+    let (id2, cert2) = (field("app_id:"), field("app_certificate:"));
+
+    let app2 = chatd_client::RestClient::new(&server.base, &id2)
+        .with_token(chatd_auth::accesstoken2::mint_app_token(&id2, &cert2, 600));
+    assert_eq!(app2.send_text("x", &["y"], "hi").await.unwrap().len(), 1);
+    let app2_by_name = app2.with_org_app("other", "app2");
+    assert_eq!(app2_by_name.send_text("x", &["y"], "hi").await.unwrap().len(), 1);
+
+    // Tokens never cross apps.
+    let first_app_token = server.app_token();
+    let r = app2
+        .with_token(&first_app_token)
+        .send_message(&json!({"to":["y"],"type":"txt","body":{"msg":"x"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let r = server
+        .admin()
+        .with_token(chatd_auth::accesstoken2::mint_app_token(&id2, &cert2, 600))
+        .send_message(&json!({"to":["y"],"type":"txt","body":{"msg":"x"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    // Inboxes are per app.
+    let r = server
+        .admin()
+        .call(Method::GET, "/users/y/offline_msg_count", None)
+        .await
+        .unwrap();
+    assert_eq!(r.body["data"]["y"], 0);
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the REST API against the real server.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod errors;
+mod limits;
+mod send;
+mod tokens;
+mod users;
+mod durability;

@@ -1,0 +1,112 @@
+//! Every example request of the send API, on both path forms.
+
+use crate::common::{TestServer, APP, APP_ID, ORG};
+use serde_json::{json, Value};
+
+fn seed_examples() -> Vec<Value> {
+    vec![
+        json!({"from":"user1","to":["user2"],"type":"txt","roam_ignore_users":[],
+               "body":{"msg":"testmessages"},"ext":{"em_ignore_notification":true}}),
+        json!({"from":"user1","to":["user2"],"type":"txt","roam_ignore_users":[],
+               "body":{"msg":"testmessages"},"ext":{"em_ignore_notification":true},
+               "routetype":"ROUTE_ONLINE","sync_device":true}),
+        json!({"from":"user1","to":["user2"],"type":"img","body":{"filename":"testimg.jpg",
+               "secret":"VfXXXXNb_","url":"https://XXXX/app-id/XXXX/chatfiles/55f12940-XXXX-XXXX-8a5b-ff2336f03252",
+               "size":{"width":480,"height":720}}}),
+        json!({"from":"user1","to":["user2"],"type":"audio","body":{
+               "url":"https://XXXX/XXXX/XXXX/chatfiles/1dfc7f50-XXXX-XXXX-8a07-7d75b8fb3d42",
+               "filename":"testaudio.amr","length":10,"secret":"HfXXXXCjM"}}),
+        json!({"from":"user1","to":["user2"],"type":"video","body":{"filename":"test.avi",
+               "thumb":"https://XXXX/app-id/XXXX/chatfiles/67279b20-7f69-11e4-8eee-21d3334b3a97",
+               "length":0,"secret":"VfXXXXNb_","file_length":58103,"thumb_secret":"ZyXXXX2I",
+               "url":"https://XXXX/app-id/XXXX/chatfiles/671dfe30-XXXX-XXXX-ba67-8fef0d502f46"}}),
+        json!({"from":"user1","to":["user2"],"type":"file","body":{"filename":"test.txt",
+               "secret":"1-g0XXXXua","url":"https://XXXX/app-id/XXXX/chatfiles/d7eXXXX7444"}}),
+        json!({"from":"user1","to":["user2"],"type":"loc","body":{"lat":"39.966","lng":"116.322",
+               "addr":"中国北京市海淀区中关村"}}),
+        json!({"from":"user1","to":["user2"],"type":"cmd","body":{"action":"action1"}}),
+        json!({"from":"user1","to":["user2"],"type":"custom","body":{"customEvent":"custom_event",
+               "customExts":{"ext_key1":"ext_value1"}}}),
+    ]
+}
+
+fn assert_send_envelope(body: &Value, base: &str, recipients: &[&str]) {
+    assert_eq!(body["path"], "/messages/users");
+    assert_eq!(body["action"], "post");
+    assert_eq!(body["uri"], format!("{base}/{ORG}/{APP}/messages/users"));
+    assert!(body["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+    assert!(body["duration"].is_u64());
+    let data = body["data"].as_object().expect("data is an object");
+    assert_eq!(data.len(), recipients.len());
+    for r in recipients {
+        let id: u64 = data[*r]
+            .as_str()
+            .expect("ids are strings")
+            .parse()
+            .expect("ids are 64-bit integers");
+        assert!(id > 0);
+    }
+}
+
+#[tokio::test]
+async fn every_seed_example_is_accepted_on_both_path_forms() {
+    let server = TestServer::start();
+    let by_id = server.admin();
+    let by_name = by_id.with_org_app(ORG, APP);
+    let mut ids = Vec::new();
+    for client in [&by_id, &by_name] {
+        for example in seed_examples() {
+            let r = client.send_message(&example).await.unwrap();
+            assert_eq!(r.status, 200, "{example}: {}", r.body);
+            assert_send_envelope(&r.body, &server.base, &["user2"]);
+            ids.push(r.body["data"]["user2"].as_str().unwrap().parse::<u64>().unwrap());
+        }
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), ids.len(), "every message id is unique");
+    assert_eq!(sorted, ids, "ids grow with time");
+
+    // Every message is in user2's inbox.
+    let count = by_id
+        .call(reqwest::Method::GET, "/users/user2/offline_msg_count", None)
+        .await
+        .unwrap();
+    assert_eq!(count.status, 200);
+    assert_eq!(count.body["data"]["user2"], json!(ids.len()));
+    assert!(server.base.contains("127.0.0.1"));
+    assert_eq!(by_id.url("/x"), format!("{}/app-id/{APP_ID}/x", server.base));
+}
+
+#[tokio::test]
+async fn one_id_per_recipient_and_from_defaults_to_admin() {
+    let server = TestServer::start();
+    let admin = server.admin();
+    let to: Vec<String> = (0..600).map(|i| format!("u{i}")).collect();
+    let r = admin
+        .send_message(&json!({"to": to, "type": "txt", "body": {"msg": "hello all"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let names: Vec<&str> = to.iter().map(String::as_str).collect();
+    assert_send_envelope(&r.body, &server.base, &names);
+    let mut ids: Vec<&str> = r.body["data"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 600);
+
+    // Recipients are case-insensitive: two spellings are one inbox entry.
+    let r = admin
+        .send_message(&json!({"to": ["Bob", "bob"], "type": "txt", "body": {"msg": "x"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["data"].as_object().unwrap().len(), 1);
+    assert!(r.body["data"]["Bob"].is_string());
+}
