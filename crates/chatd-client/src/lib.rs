@@ -138,7 +138,8 @@ impl RestClient {
 
     /// `POST …/messages/users` with a full request body.
     pub async fn send_message(&self, request: &Value) -> Result<ApiResponse, ClientError> {
-        self.call(Method::POST, "/messages/users", Some(request)).await
+        self.call(Method::POST, "/messages/users", Some(request))
+            .await
     }
 
     /// Sends a text message and returns the message id per recipient.
@@ -173,7 +174,11 @@ impl RestClient {
     }
 
     /// `POST …/token` with `password`.
-    pub async fn user_token(&self, username: &str, password: &str) -> Result<ApiResponse, ClientError> {
+    pub async fn user_token(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<ApiResponse, ClientError> {
         let body = json!({"grant_type": "password", "username": username, "password": password});
         self.call(Method::POST, "/token", Some(&body)).await
     }

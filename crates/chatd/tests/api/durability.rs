@@ -8,7 +8,11 @@ use serde_json::json;
 async fn offline_count(server: &TestServer, user: &str) -> u64 {
     let r = server
         .admin()
-        .call(Method::GET, &format!("/users/{user}/offline_msg_count"), None)
+        .call(
+            Method::GET,
+            &format!("/users/{user}/offline_msg_count"),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
@@ -24,7 +28,9 @@ async fn acknowledged_messages_survive_sigkill_and_ids_keep_growing() {
     for i in 0..100 {
         let admin = admin.clone();
         tasks.push(tokio::spawn(async move {
-            admin.send_text("sender", &["victim"], &format!("m{i}")).await
+            admin
+                .send_text("sender", &["victim"], &format!("m{i}"))
+                .await
         }));
     }
     let mut max_id = 0;
@@ -71,7 +77,11 @@ async fn health_and_metrics() {
         health.json::<serde_json::Value>().await.unwrap(),
         json!({"status": "ok"})
     );
-    server.admin().send_text("a", &["b", "c"], "x").await.unwrap();
+    server
+        .admin()
+        .send_text("a", &["b", "c"], "x")
+        .await
+        .unwrap();
     let text = http
         .get(format!("{}/metrics", server.base))
         .send()
@@ -98,7 +108,11 @@ async fn a_second_app_is_isolated_from_the_first() {
         .env("CHATD_APP_CERTIFICATE", crate::common::APP_CERT)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let field = |name: &str| {
         text.lines()
@@ -111,7 +125,14 @@ async fn a_second_app_is_isolated_from_the_first() {
         .with_token(chatd_auth::accesstoken2::mint_app_token(&id2, &cert2, 600));
     assert_eq!(app2.send_text("x", &["y"], "hi").await.unwrap().len(), 1);
     let app2_by_name = app2.with_org_app("other", "app2");
-    assert_eq!(app2_by_name.send_text("x", &["y"], "hi").await.unwrap().len(), 1);
+    assert_eq!(
+        app2_by_name
+            .send_text("x", &["y"], "hi")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Tokens never cross apps.
     let first_app_token = server.app_token();

@@ -26,9 +26,17 @@ async fn the_seed_error_table() {
     let c = server.admin();
     let txt = json!({"msg": "x"});
 
-    let r = send(&c, json!({"from":"user1","to":["u"],"type":"txt","body":{"msg":5}})).await;
+    let r = send(
+        &c,
+        json!({"from":"user1","to":["u"],"type":"txt","body":{"msg":5}}),
+    )
+    .await;
     assert_error(&r, 400, "invalid_request_body", INVALID);
-    let r = send(&c, json!({"from":"user1","to":["u"],"type":"img","body":{"filename":"a.jpg"}})).await;
+    let r = send(
+        &c,
+        json!({"from":"user1","to":["u"],"type":"img","body":{"filename":"a.jpg"}}),
+    )
+    .await;
     assert_error(&r, 400, "invalid_request_body", INVALID);
     let r = send(&c, json!({"from":"","to":["u"],"type":"txt","body":txt})).await;
     assert_error(&r, 400, "message_send_error", "param from can't be empty");
@@ -38,14 +46,41 @@ async fn the_seed_error_table() {
     assert_error(&r, 400, "message_send_error", "param type can't be empty");
     let r = send(&c, json!({"from":"a","to":["u"],"type":"txt","body":{}})).await;
     assert_error(&r, 400, "message_send_error", "param body can't be empty");
-    let r = send(&c, json!({"from":"a","to":["u"],"type":"txt","body":txt,"ext":null})).await;
-    assert_error(&r, 400, "message_send_error", "param ext must be JSONObject");
-    let r = send(&c, json!({"from":"a","to":["u"],"type":"txt","body":txt,"ext":[1]})).await;
-    assert_error(&r, 400, "message_send_error", "param ext must be JSONObject");
+    let r = send(
+        &c,
+        json!({"from":"a","to":["u"],"type":"txt","body":txt,"ext":null}),
+    )
+    .await;
+    assert_error(
+        &r,
+        400,
+        "message_send_error",
+        "param ext must be JSONObject",
+    );
+    let r = send(
+        &c,
+        json!({"from":"a","to":["u"],"type":"txt","body":txt,"ext":[1]}),
+    )
+    .await;
+    assert_error(
+        &r,
+        400,
+        "message_send_error",
+        "param ext must be JSONObject",
+    );
     let many: Vec<String> = (0..601).map(|i| format!("u{i}")).collect();
     let r = send(&c, json!({"from":"a","to":many,"type":"txt","body":txt})).await;
-    assert_error(&r, 400, "message_send_error", "params to's size can't exceed limit 600");
-    let r = send(&c, json!({"from":"a","to":["u"],"type":"txt","body":{"msg":"x".repeat(5200)}})).await;
+    assert_error(
+        &r,
+        400,
+        "message_send_error",
+        "params to's size can't exceed limit 600",
+    );
+    let r = send(
+        &c,
+        json!({"from":"a","to":["u"],"type":"txt","body":{"msg":"x".repeat(5200)}}),
+    )
+    .await;
     assert_error(&r, 400, "message_send_error", "message is too large");
     let r = send(
         &c,
@@ -53,8 +88,17 @@ async fn the_seed_error_table() {
     )
     .await;
     assert_error(&r, 400, "message_send_error", "message is too large");
-    let r = send(&c, json!({"from":"a","to":["u"],"type":"sticker","body":txt})).await;
-    assert_error(&r, 400, "message_send_error", "param type sticker is not supported");
+    let r = send(
+        &c,
+        json!({"from":"a","to":["u"],"type":"sticker","body":txt}),
+    )
+    .await;
+    assert_error(
+        &r,
+        400,
+        "message_send_error",
+        "param type sticker is not supported",
+    );
 
     // Nothing refused reached an inbox.
     let count = c
@@ -81,7 +125,10 @@ async fn every_type_checks_its_body_fields() {
         ("cmd", json!({"msg": "x"})),
         ("custom", json!({"customEvent": "bad event!"})),
         ("custom", json!({"customExts": {"k": 1}})),
-        ("custom", json!({"customExts": (0..17).map(|i| (format!("k{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()})),
+        (
+            "custom",
+            json!({"customExts": (0..17).map(|i| (format!("k{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()}),
+        ),
     ];
     for (t, body) in bad_bodies {
         let r = send(&c, json!({"to":["u"],"type":t,"body":body})).await;
@@ -175,14 +222,21 @@ async fn malformed_requests_get_the_error_json() {
     }
 
     // Wrong method, unknown route, unknown app.
-    let r = c.call(reqwest::Method::GET, "/messages/users", None).await.unwrap();
+    let r = c
+        .call(reqwest::Method::GET, "/messages/users", None)
+        .await
+        .unwrap();
     assert_eq!(r.status, 405);
     assert_eq!(r.error(), "method_not_allowed");
-    let r = c.call(reqwest::Method::POST, "/messages/nowhere", None).await.unwrap();
+    let r = c
+        .call(reqwest::Method::POST, "/messages/nowhere", None)
+        .await
+        .unwrap();
     assert_eq!(r.status, 404);
     assert_eq!(r.error(), "resource_not_found");
 
-    let other = RestClient::new(&server.base, "ffffffffffffffffffffffffffffffff").with_token(&token);
+    let other =
+        RestClient::new(&server.base, "ffffffffffffffffffffffffffffffff").with_token(&token);
     let r = other
         .send_message(&json!({"to":["u"],"type":"txt","body":{"msg":"x"}}))
         .await

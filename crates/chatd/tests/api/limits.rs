@@ -17,13 +17,20 @@ async fn calls_per_second_reach_429_and_recover() {
     let limited: Vec<_> = statuses.iter().filter(|r| r.status == 429).collect();
     assert!(!limited.is_empty(), "20 calls at once exceed 5/s");
     assert_eq!(limited[0].error(), "reach_limit");
-    assert_eq!(limited[0].description(), "This request has reached api limit");
+    assert_eq!(
+        limited[0].description(),
+        "This request has reached api limit"
+    );
     let accepted = statuses.iter().filter(|r| r.status == 200).count();
     let count = admin
         .call(Method::GET, "/users/u/offline_msg_count", None)
         .await
         .unwrap();
-    assert_eq!(count.body["data"]["u"], json!(accepted), "429s stored nothing");
+    assert_eq!(
+        count.body["data"]["u"],
+        json!(accepted),
+        "429s stored nothing"
+    );
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(admin.send_message(&body).await.unwrap().status, 200);
@@ -52,7 +59,11 @@ async fn messages_per_minute_reach_403_all_or_nothing_and_recover() {
     assert_eq!(r.description(), "message send reach limit");
     for user in ["s0", "s19"] {
         let c = admin
-            .call(Method::GET, &format!("/users/{user}/offline_msg_count"), None)
+            .call(
+                Method::GET,
+                &format!("/users/{user}/offline_msg_count"),
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(c.body["data"][user], json!(0), "no partial fan-out");

@@ -3,9 +3,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod durability;
 mod errors;
 mod limits;
 mod send;
 mod tokens;
 mod users;
-mod durability;

@@ -59,7 +59,13 @@ async fn every_seed_example_is_accepted_on_both_path_forms() {
             let r = client.send_message(&example).await.unwrap();
             assert_eq!(r.status, 200, "{example}: {}", r.body);
             assert_send_envelope(&r.body, &server.base, &["user2"]);
-            ids.push(r.body["data"]["user2"].as_str().unwrap().parse::<u64>().unwrap());
+            ids.push(
+                r.body["data"]["user2"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+            );
         }
     }
     let mut sorted = ids.clone();
@@ -76,7 +82,10 @@ async fn every_seed_example_is_accepted_on_both_path_forms() {
     assert_eq!(count.status, 200);
     assert_eq!(count.body["data"]["user2"], json!(ids.len()));
     assert!(server.base.contains("127.0.0.1"));
-    assert_eq!(by_id.url("/x"), format!("{}/app-id/{APP_ID}/x", server.base));
+    assert_eq!(
+        by_id.url("/x"),
+        format!("{}/app-id/{APP_ID}/x", server.base)
+    );
 }
 
 #[tokio::test]

@@ -23,15 +23,33 @@ async fn the_token_error_table() {
     let anon = server.anonymous();
 
     let r = anon.send_message(&text()).await.unwrap();
-    assert_error(&r, 401, "unauthorized", "Unable to authenticate due to expired access token");
+    assert_error(
+        &r,
+        401,
+        "unauthorized",
+        "Unable to authenticate due to expired access token",
+    );
 
     let now = chatd_core::clock::now_secs() as u32;
     let expired = accesstoken2::mint_app_token_at(APP_ID, APP_CERT, 60, now - 120, 1);
-    let r = anon.with_token(expired).send_message(&text()).await.unwrap();
-    assert_error(&r, 401, "unauthorized", "Unable to authenticate due to expired access token");
+    let r = anon
+        .with_token(expired)
+        .send_message(&text())
+        .await
+        .unwrap();
+    assert_error(
+        &r,
+        401,
+        "unauthorized",
+        "Unable to authenticate due to expired access token",
+    );
 
     for corrupt in ["007notbase64!!", "garbage", "007eJxTYA=="] {
-        let r = anon.with_token(corrupt).send_message(&text()).await.unwrap();
+        let r = anon
+            .with_token(corrupt)
+            .send_message(&text())
+            .await
+            .unwrap();
         assert_error(
             &r,
             401,
@@ -41,10 +59,8 @@ async fn the_token_error_table() {
     }
 
     // Well-formed, but of another app, or signed with another certificate.
-    let other_app =
-        accesstoken2::mint_app_token("1123456789abcdef0123456789abcdef", APP_CERT, 600);
-    let other_cert =
-        accesstoken2::mint_app_token(APP_ID, "00000000000000000000000000000000", 600);
+    let other_app = accesstoken2::mint_app_token("1123456789abcdef0123456789abcdef", APP_CERT, 600);
+    let other_cert = accesstoken2::mint_app_token(APP_ID, "00000000000000000000000000000000", 600);
     for t in [other_app, other_cert] {
         let r = anon.with_token(t).send_message(&text()).await.unwrap();
         assert_error(&r, 401, "auth_bad_access_token", "Unable to authenticate");
@@ -87,9 +103,15 @@ async fn the_vectors_are_judged_by_the_server_as_by_the_library() {
         let token = case["token"].as_str().unwrap();
         let r = anon.with_token(token).send_message(&text()).await.unwrap();
         let expected = match case["expected"].as_str().unwrap() {
-            "app" | "user:user1" | "expired" => ("unauthorized", "Unable to authenticate due to expired access token"),
+            "app" | "user:user1" | "expired" => (
+                "unauthorized",
+                "Unable to authenticate due to expired access token",
+            ),
             "bad_signature" | "wrong_app" => ("auth_bad_access_token", "Unable to authenticate"),
-            "invalid" => ("auth_bad_access_token", "Unable to authenticate due to corrupt access token"),
+            "invalid" => (
+                "auth_bad_access_token",
+                "Unable to authenticate due to corrupt access token",
+            ),
             _ => (r.error(), r.description()),
         };
         assert_eq!(r.status, 401, "{}: {}", case["name"], r.body);
@@ -125,8 +147,18 @@ async fn client_credentials_and_password_grants() {
     assert_eq!(r.body["expires_in"], 1024000);
 
     // Password grant.
-    assert_eq!(admin.create_user("Alice", Some("pw1")).await.unwrap().status, 200);
-    assert_eq!(admin.create_user("bob", Some("pw2")).await.unwrap().status, 200);
+    assert_eq!(
+        admin
+            .create_user("Alice", Some("pw1"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        admin.create_user("bob", Some("pw2")).await.unwrap().status,
+        200
+    );
     let r = anon.user_token("alice", "pw1").await.unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["user"]["username"], "alice");
@@ -156,15 +188,27 @@ async fn the_token_endpoint_errors() {
     let anon = server.anonymous();
     let post = |body: serde_json::Value| {
         let anon = anon.clone();
-        async move { anon.call(Method::POST, "/token", Some(&body)).await.unwrap() }
+        async move {
+            anon.call(Method::POST, "/token", Some(&body))
+                .await
+                .unwrap()
+        }
     };
     let r = post(json!({"grant_type":"client_credentials","client_secret":CLIENT_SECRET})).await;
     assert_error(&r, 400, "illegal_argument", "client_id must be provided.");
     let r = post(json!({"grant_type":"client_credentials","client_id":CLIENT_ID})).await;
-    assert_error(&r, 400, "illegal_argument", "client_secret must be provided");
+    assert_error(
+        &r,
+        400,
+        "illegal_argument",
+        "client_secret must be provided",
+    );
     let r = post(json!({"grant_type":"client_credentials","client_id":"YXA6nope","client_secret":CLIENT_SECRET})).await;
     assert_error(&r, 400, "invalid_grant", "client_id does not match");
-    let r = post(json!({"grant_type":"client_credentials","client_id":CLIENT_ID,"client_secret":"YXA6nope"})).await;
+    let r = post(
+        json!({"grant_type":"client_credentials","client_id":CLIENT_ID,"client_secret":"YXA6nope"}),
+    )
+    .await;
     assert_error(&r, 400, "invalid_grant", "client_secret does not match");
     let r = post(json!({"grant_type":"password","username":"ghost","password":"x"})).await;
     assert_error(&r, 404, "invalid_grant", "user not found");

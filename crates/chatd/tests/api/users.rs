@@ -32,15 +32,31 @@ async fn register_get_and_delete() {
     assert_eq!(r.body["count"], 1);
     assert_eq!(r.body["entities"][0]["uuid"], e["uuid"]);
 
-    let r = admin.call(Method::DELETE, "/users/user1", None).await.unwrap();
+    let r = admin
+        .call(Method::DELETE, "/users/user1", None)
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body["action"], "delete");
     assert_eq!(r.body["entities"][0]["username"], "user1");
 
     let r = admin.call(Method::GET, "/users/user1", None).await.unwrap();
-    assert_error(&r, 404, "service_resource_not_found", "Service resource not found");
-    let r = admin.call(Method::DELETE, "/users/user1", None).await.unwrap();
-    assert_error(&r, 404, "service_resource_not_found", "Service resource not found");
+    assert_error(
+        &r,
+        404,
+        "service_resource_not_found",
+        "Service resource not found",
+    );
+    let r = admin
+        .call(Method::DELETE, "/users/user1", None)
+        .await
+        .unwrap();
+    assert_error(
+        &r,
+        404,
+        "service_resource_not_found",
+        "Service resource not found",
+    );
 }
 
 #[tokio::test]
@@ -49,8 +65,12 @@ async fn batches_report_existing_users_and_refuse_oversize() {
     let admin = server.admin();
     admin.create_user("user3", None).await.unwrap();
 
-    let batch = json!([{"username":"user1","password":"p"},{"username":"user2"},{"username":"user3"}]);
-    let r = admin.call(Method::POST, "/users", Some(&batch)).await.unwrap();
+    let batch =
+        json!([{"username":"user1","password":"p"},{"username":"user2"},{"username":"user3"}]);
+    let r = admin
+        .call(Method::POST, "/users", Some(&batch))
+        .await
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     let names: Vec<&str> = r.body["entities"]
         .as_array()
@@ -64,12 +84,22 @@ async fn batches_report_existing_users_and_refuse_oversize() {
         json!([{"username":"user3","registerUserFailReason":"the user3 already exists"}])
     );
 
-    let sixty: Vec<Value> = (0..60).map(|i| json!({"username": format!("b{i}")})).collect();
-    let r = admin.call(Method::POST, "/users", Some(&json!(sixty))).await.unwrap();
+    let sixty: Vec<Value> = (0..60)
+        .map(|i| json!({"username": format!("b{i}")}))
+        .collect();
+    let r = admin
+        .call(Method::POST, "/users", Some(&json!(sixty)))
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body["entities"].as_array().unwrap().len(), 60);
-    let sixty_one: Vec<Value> = (0..61).map(|i| json!({"username": format!("c{i}")})).collect();
-    let r = admin.call(Method::POST, "/users", Some(&json!(sixty_one))).await.unwrap();
+    let sixty_one: Vec<Value> = (0..61)
+        .map(|i| json!({"username": format!("c{i}")}))
+        .collect();
+    let r = admin
+        .call(Method::POST, "/users", Some(&json!(sixty_one)))
+        .await
+        .unwrap();
     assert_error(
         &r,
         400,
@@ -89,19 +119,34 @@ async fn registration_errors() {
     let r = admin.create_user("taken", None).await.unwrap();
     assert_eq!(r.status, 400);
     assert_eq!(r.error(), "duplicate_unique_property_exists");
-    assert!(r.description().ends_with("requires that property named username be unique, value of taken exists"));
+    assert!(r
+        .description()
+        .ends_with("requires that property named username be unique, value of taken exists"));
 
     let r = admin.create_user("bad name", None).await.unwrap();
-    assert_error(&r, 400, "illegal_argument", "username bad name is not legal");
+    assert_error(
+        &r,
+        400,
+        "illegal_argument",
+        "username bad name is not legal",
+    );
     let r = admin.create_user(&"x".repeat(65), None).await.unwrap();
     assert_error(&r, 400, "illegal_argument", "USERNAME_TOO_LONG");
     let r = admin
-        .call(Method::POST, "/users", Some(&json!({"username":"n1","nickname":"x".repeat(101)})))
+        .call(
+            Method::POST,
+            "/users",
+            Some(&json!({"username":"n1","nickname":"x".repeat(101)})),
+        )
         .await
         .unwrap();
     assert_error(&r, 400, "illegal_argument", "NICKNAME_TOO_LONG");
     let r = admin
-        .call(Method::POST, "/users", Some(&json!([{"username":"d","password":"1"},{"username":"D","password":"2"}])))
+        .call(
+            Method::POST,
+            "/users",
+            Some(&json!([{"username":"d","password":"1"},{"username":"D","password":"2"}])),
+        )
         .await
         .unwrap();
     assert_error(
@@ -112,7 +157,10 @@ async fn registration_errors() {
     );
 
     // Registration's own wording for token failures.
-    for anon in [server.anonymous(), server.anonymous().with_token("007garbage")] {
+    for anon in [
+        server.anonymous(),
+        server.anonymous().with_token("007garbage"),
+    ] {
         let r = anon.create_user("someone", None).await.unwrap();
         assert_error(
             &r,
@@ -148,6 +196,9 @@ async fn registration_errors() {
 async fn sending_needs_no_registered_users() {
     let server = TestServer::start();
     let admin = server.admin();
-    let ids = admin.send_text("nobody1", &["nobody2"], "hi").await.unwrap();
+    let ids = admin
+        .send_text("nobody1", &["nobody2"], "hi")
+        .await
+        .unwrap();
     assert_eq!(ids.len(), 1);
 }

@@ -78,7 +78,10 @@ impl TestServer {
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
         let base = loop {
-            assert!(Instant::now() < deadline, "chatd did not report its address");
+            assert!(
+                Instant::now() < deadline,
+                "chatd did not report its address"
+            );
             match lines.next() {
                 Some(Ok(line)) => {
                     if let Some(url) = line.strip_prefix("chatd listening on ") {
