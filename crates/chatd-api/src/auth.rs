@@ -28,6 +28,15 @@ pub fn principal(
     headers: &HeaderMap,
 ) -> Result<Principal, AuthError> {
     let token = bearer(headers)?.ok_or(AuthError::Missing)?;
+    bearer_principal(state, app, token)
+}
+
+/// Who `token` speaks for in `app`.
+pub fn bearer_principal(
+    state: &ApiState,
+    app: &AppRecord,
+    token: &str,
+) -> Result<Principal, AuthError> {
     let keys = AppKeys {
         app_id: &app.app_id,
         app_certificate: &app.app_certificate,
@@ -77,4 +86,12 @@ pub fn check_call_rate(
         metrics::counter!("chatd_http_rate_limited_total", "route" => route).increment(1);
         Err(ApiError::rate_limited())
     }
+}
+
+/// Whether `d` is acceptable as a device (resource) id.
+pub fn is_device_id(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 64
+        && d.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }

@@ -19,7 +19,7 @@ pub use apps::AppRegistry;
 pub use state::ApiState;
 
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use std::sync::Arc;
 
@@ -27,6 +27,8 @@ use std::sync::Arc;
 fn app_routes() -> Router<Arc<ApiState>> {
     Router::new()
         .route("/token", post(routes::token::issue))
+        .route("/chatfiles", post(routes::chatfiles::upload))
+        .route("/chatfiles/{uuid}", get(routes::chatfiles::download))
         .route("/messages/users", post(routes::messages::send_to_users))
         .route("/users", post(routes::users::create))
         .route(
@@ -37,6 +39,34 @@ fn app_routes() -> Router<Arc<ApiState>> {
             "/users/{username}/offline_msg_count",
             get(routes::users::offline_msg_count),
         )
+        .route(
+            "/users/{username}/offline_msg_status/{msg_id}",
+            get(routes::presence::offline_msg_status),
+        )
+        .route("/users/{username}/status", get(routes::presence::status))
+        .route("/users/batch/status", post(routes::presence::batch_status))
+        .route(
+            "/users/{username}/resources",
+            get(routes::presence::resources),
+        )
+        .route(
+            "/users/{username}/disconnect",
+            get(routes::presence::disconnect_user),
+        )
+        .route(
+            "/users/{username}/disconnect/{resource}",
+            delete(routes::presence::disconnect_device),
+        )
+        .route("/users/{username}/history", get(routes::history::history))
+        .route(
+            "/users/{username}/user_channels",
+            get(routes::history::conversations),
+        )
+        .route(
+            "/users/{username}/user_channel",
+            delete(routes::history::delete_conversation),
+        )
+        .route("/ws", get(routes::ws::connect))
 }
 
 /// The whole HTTP API.

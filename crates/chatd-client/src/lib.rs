@@ -6,6 +6,10 @@
 //! [`RestClient::with_org_app`]). Every call returns the raw status and JSON
 //! so that tests can check error answers as closely as successes.
 
+pub mod ws;
+
+pub use ws::{Event, WsClient, WsError};
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -91,6 +95,15 @@ impl RestClient {
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// The WebSocket URL of this app's client endpoint.
+    pub fn ws_url(&self) -> String {
+        let base = self
+            .base
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
+        format!("{base}{}/ws", self.prefix)
     }
 
     /// The full URL of an app-scoped path such as `/messages/users`.

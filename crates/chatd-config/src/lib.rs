@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Address and port the HTTP server listens on.
     pub listen: String,
-    /// Directory holding the database (and, later, uploaded files).
+    /// Directory holding the database and, under `files/`, uploaded files.
     pub data_dir: PathBuf,
     /// Base URL clients reach this server at, used in `uri` fields and file
     /// URLs. Empty: `http://` + `listen`.
@@ -54,6 +54,44 @@ pub struct Config {
     pub storage_readers: usize,
     /// Seconds given to in-flight requests at shutdown.
     pub shutdown_grace_secs: u64,
+
+    /// How long uploaded chat files are kept, in seconds; afterwards they
+    /// answer `file_expired` and a background sweep removes their bytes.
+    /// 0 keeps them forever.
+    pub file_retention_secs: u64,
+    /// Largest uploaded chat file of the default app, in bytes; larger
+    /// uploads are refused with 413 as soon as they pass it.
+    pub file_max_bytes: u64,
+    /// Default side, in pixels, of the box image thumbnails are fitted into
+    /// when the upload names no `thumbnail-width` / `thumbnail-height`.
+    pub thumbnail_size: u32,
+
+    /// Devices one user may have connected at once; one more disconnects
+    /// the longest-connected.
+    pub max_devices_per_user: usize,
+    /// Messages sent to a device and not yet acknowledged, at most; past
+    /// it, delivery to that device waits for acknowledgements.
+    pub delivery_window: usize,
+    /// Seconds between the server's pings on client connections.
+    pub client_ping_secs: u64,
+    /// Seconds without any frame from a client before it is disconnected.
+    pub client_idle_secs: u64,
+    /// Seconds a frame may take to reach a client before it counts as
+    /// stalled and is disconnected.
+    pub client_write_secs: u64,
+
+    /// Offline push provider: `log`, `webhook` or `none`.
+    pub push_provider: String,
+    /// URL the webhook provider POSTs to.
+    pub push_webhook_url: Option<String>,
+    /// Timeout of one webhook attempt, in milliseconds.
+    pub push_webhook_timeout_ms: u64,
+    /// Attempts after the first one for a failed webhook call.
+    pub push_webhook_retries: u32,
+    /// Pushes waiting for the provider, at most; more are dropped and counted.
+    pub push_queue: usize,
+    /// Pushes in flight at once.
+    pub push_concurrency: usize,
 }
 
 impl Default for Config {
@@ -78,6 +116,20 @@ impl Default for Config {
             storage_max_batch: 1024,
             storage_readers: 4,
             shutdown_grace_secs: 10,
+            file_retention_secs: 7 * 24 * 3600,
+            file_max_bytes: 10 * 1024 * 1024,
+            thumbnail_size: 170,
+            max_devices_per_user: 4,
+            delivery_window: 256,
+            client_ping_secs: 25,
+            client_idle_secs: 60,
+            client_write_secs: 10,
+            push_provider: "log".into(),
+            push_webhook_url: None,
+            push_webhook_timeout_ms: 5000,
+            push_webhook_retries: 3,
+            push_queue: 10_000,
+            push_concurrency: 16,
         }
     }
 }

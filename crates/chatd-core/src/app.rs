@@ -14,6 +14,8 @@ pub struct AppLimits {
     pub max_recipients: u32,
     /// Largest `body` + `ext`, in bytes of their compact JSON.
     pub max_message_bytes: u32,
+    /// Largest uploaded chat file, in bytes.
+    pub max_file_bytes: u64,
 }
 
 impl Default for AppLimits {
@@ -23,6 +25,7 @@ impl Default for AppLimits {
             msgs_per_min: 6000,
             max_recipients: 600,
             max_message_bytes: 5 * 1024,
+            max_file_bytes: 10 * 1024 * 1024,
         }
     }
 }

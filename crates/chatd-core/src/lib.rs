@@ -7,9 +7,12 @@ pub mod app;
 pub mod clock;
 pub mod ids;
 pub mod message;
+pub mod record;
 pub mod user;
 
 pub use app::{AppLimits, AppRecord, AppSettings};
 pub use ids::MessageIdGenerator;
-pub use message::{MessageType, NewMessage, Recipient, SendOptions, StoredRecipient};
+pub use message::{
+    EntryKind, InboxEntry, MessageType, NewMessage, Origin, Recipient, SendOptions, StoredRecipient,
+};
 pub use user::{NewUser, UserRecord};

@@ -79,6 +79,10 @@ pub struct SendOptions {
     /// Where the message came from (`rest` or `client`).
     #[serde(default)]
     pub origin: Origin,
+    /// The device that sent it, for messages from a client connection: that
+    /// device already has the message and is not sent its own copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_device: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -94,16 +98,104 @@ pub enum Origin {
     Client,
 }
 
-/// One recipient of a message with the id the message has for them.
+/// What an inbox entry is to its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A message to the owner, kept until a device of theirs takes it.
+    Incoming,
+    /// A message to the owner sent with `routetype: ROUTE_ONLINE`: only
+    /// devices online at send time get it.
+    OnlineOnly,
+    /// The owner's own message, copied to their other devices that were
+    /// online at send time (`sync_device`, or multi-device sync).
+    SyncCopy,
+}
+
+impl EntryKind {
+    pub fn code(self) -> i64 {
+        match self {
+            EntryKind::Incoming => 0,
+            EntryKind::OnlineOnly => 1,
+            EntryKind::SyncCopy => 2,
+        }
+    }
+
+    pub fn from_code(c: i64) -> Option<Self> {
+        match c {
+            0 => Some(EntryKind::Incoming),
+            1 => Some(EntryKind::OnlineOnly),
+            2 => Some(EntryKind::SyncCopy),
+            _ => None,
+        }
+    }
+
+    /// Whether only devices online at send time may receive it.
+    pub fn online_only(self) -> bool {
+        !matches!(self, EntryKind::Incoming)
+    }
+}
+
+/// One inbox entry to write for a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
-    /// Canonical (lowercase) username: the inbox owner.
-    pub username: String,
+    /// Canonical (lowercase) username of the inbox owner.
+    pub owner: String,
+    /// The other side of the conversation, from the owner's point of view.
+    pub peer: String,
+    /// The message's recipient (the owner, except for sync copies).
+    pub to: String,
     pub msg_id: u64,
+    pub kind: EntryKind,
+}
+
+impl Recipient {
+    /// The recipient's own copy of a message from `from`.
+    pub fn incoming(to: &str, from: &str, msg_id: u64, online_only: bool) -> Self {
+        Self {
+            owner: to.to_string(),
+            peer: from.to_string(),
+            to: to.to_string(),
+            msg_id,
+            kind: if online_only {
+                EntryKind::OnlineOnly
+            } else {
+                EntryKind::Incoming
+            },
+        }
+    }
+
+    /// The sender's copy of its message to `to`.
+    pub fn sync_copy(from: &str, to: &str, msg_id: u64) -> Self {
+        Self {
+            owner: from.to_string(),
+            peer: to.to_string(),
+            to: to.to_string(),
+            msg_id,
+            kind: EntryKind::SyncCopy,
+        }
+    }
+}
+
+/// One message as an inbox holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxEntry {
+    pub seq: u64,
+    pub msg_id: u64,
+    pub owner: String,
+    pub from: String,
+    pub to: String,
+    pub kind: EntryKind,
+    pub msg_type: MessageType,
+    /// Compact JSON of `body`.
+    pub body: String,
+    /// Compact JSON of `ext`.
+    pub ext: Option<String>,
+    pub timestamp_ms: i64,
+    pub options: SendOptions,
 }
 
 /// A validated message, ready to be stored once with one inbox entry per
-/// recipient.
+/// [`Recipient`].
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub app: i64,
@@ -116,6 +208,9 @@ pub struct NewMessage {
     pub ext: Option<String>,
     pub timestamp_ms: i64,
     pub options: SendOptions,
+    /// Whether the message enters the conversation lists of its sender and
+    /// recipients.
+    pub conversations: bool,
 }
 
 /// Where a recipient's copy landed: its position in the recipient's inbox.

@@ -9,8 +9,14 @@
 //! process; a broker-backed implementation (NATS) would carry the same
 //! notifications between nodes.
 
+pub mod registry;
+pub mod session;
+
+pub use registry::{Connections, DeviceInfo, Kick, Registration};
+pub use session::DeviceSession;
+
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// An inbox: one user of one app.
@@ -26,6 +32,12 @@ pub trait Delivery: Send + Sync + 'static {
     /// Follows `key`'s inbox: the receiver always holds the highest sequence
     /// notified since subscribing (0 before any).
     fn subscribe(&self, key: &InboxKey) -> watch::Receiver<u64>;
+    /// The connected devices (presence, device limit, kicks).
+    fn connections(&self) -> &Arc<Connections>;
+    /// Whether any device of the user is connected.
+    fn is_online(&self, key: &InboxKey) -> bool {
+        self.connections().is_online(key)
+    }
 }
 
 /// Notifications within one process: a watch channel per followed inbox.
@@ -36,6 +48,7 @@ pub trait Delivery: Send + Sync + 'static {
 #[derive(Default)]
 pub struct InProcessDelivery {
     inboxes: Mutex<HashMap<InboxKey, watch::Sender<u64>>>,
+    connections: Arc<Connections>,
 }
 
 impl InProcessDelivery {
@@ -67,6 +80,10 @@ impl Delivery for InProcessDelivery {
                 });
             }
         }
+    }
+
+    fn connections(&self) -> &Arc<Connections> {
+        &self.connections
     }
 
     fn subscribe(&self, key: &InboxKey) -> watch::Receiver<u64> {

@@ -12,5 +12,5 @@ pub mod validate;
 
 pub use error::SendError;
 pub use rate::RateLimiters;
-pub use send::{Accepted, Pipeline};
-pub use validate::{parse_send_request, SendRequest};
+pub use send::{Accepted, OfflineSink, Pipeline, Source};
+pub use validate::{check_send_object, parse_send_request, SendRequest};

@@ -31,7 +31,16 @@ impl AppLimiters {
 #[derive(Default)]
 pub struct RateLimiters {
     apps: RwLock<HashMap<i64, AppLimiters>>,
+    /// Messages sent by connected devices count per user.
+    users: std::sync::Mutex<HashMap<(i64, String), UserLimiter>>,
 }
+
+/// A user's limiter and the per-minute quota it was built for.
+type UserLimiter = (u32, Arc<DefaultDirectRateLimiter>);
+
+/// Users tracked by the per-user limiter before it starts over: bounds its
+/// memory; forgetting a user's history only ever lets it send more.
+const MAX_TRACKED_USERS: usize = 100_000;
 
 impl RateLimiters {
     pub fn new() -> Self {
@@ -78,6 +87,35 @@ impl RateLimiters {
                     None => return true,
                 }
             }
+        };
+        matches!(limiter.check_n(n), Ok(Ok(())))
+    }
+
+    /// `n` messages sent by `user` from a connected device: the app's
+    /// messages-per-minute limit applied to each user on its own.
+    pub fn check_user_messages(&self, app: i64, user: &str, limits: &AppLimits, n: u32) -> bool {
+        let (Some(n), Some(per_min)) = (NonZeroU32::new(n), NonZeroU32::new(limits.msgs_per_min))
+        else {
+            return true;
+        };
+        let limiter = {
+            let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+            if users.len() >= MAX_TRACKED_USERS {
+                users.clear();
+            }
+            let entry = users.entry((app, user.to_string())).or_insert_with(|| {
+                (
+                    per_min.get(),
+                    Arc::new(RateLimiter::direct(Quota::per_minute(per_min))),
+                )
+            });
+            if entry.0 != per_min.get() {
+                *entry = (
+                    per_min.get(),
+                    Arc::new(RateLimiter::direct(Quota::per_minute(per_min))),
+                );
+            }
+            entry.1.clone()
         };
         matches!(limiter.check_n(n), Ok(Ok(())))
     }

@@ -3,7 +3,9 @@
 use crate::error::SendError;
 use crate::rate::RateLimiters;
 use crate::validate::SendRequest;
-use chatd_core::{AppRecord, MessageIdGenerator, NewMessage, Recipient};
+use chatd_core::{
+    AppRecord, EntryKind, InboxEntry, MessageIdGenerator, NewMessage, Origin, Recipient,
+};
 use chatd_delivery::{Delivery, InboxKey};
 use chatd_storage::Store;
 use std::sync::Arc;
@@ -16,11 +18,28 @@ pub struct Accepted {
     pub msg_id: u64,
 }
 
+/// Where a send request came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The REST API (an app server): limits count per app.
+    Rest,
+    /// A connected device of the sender: limits count per user, and the
+    /// sender's other online devices get a copy.
+    Device(String),
+}
+
+/// Receives the messages that wait for a recipient with no online device,
+/// so that a push provider can notify them. Must not block.
+pub trait OfflineSink: Send + Sync + 'static {
+    fn offline_message(&self, app: &AppRecord, entry: &InboxEntry);
+}
+
 pub struct Pipeline {
     store: Arc<dyn Store>,
     delivery: Arc<dyn Delivery>,
     ids: MessageIdGenerator,
     limits: RateLimiters,
+    offline: Option<Arc<dyn OfflineSink>>,
 }
 
 impl Pipeline {
@@ -34,7 +53,14 @@ impl Pipeline {
             delivery,
             ids,
             limits: RateLimiters::new(),
+            offline: None,
         }
+    }
+
+    /// Hands messages for offline recipients to `sink` (push).
+    pub fn with_offline_sink(mut self, sink: Arc<dyn OfflineSink>) -> Self {
+        self.offline = Some(sink);
+        self
     }
 
     pub fn rate_limits(&self) -> &RateLimiters {
@@ -49,27 +75,74 @@ impl Pipeline {
         &self.delivery
     }
 
+    fn online(&self, app: i64, user: &str) -> bool {
+        self.delivery.is_online(&InboxKey {
+            app,
+            user: user.to_string(),
+        })
+    }
+
     /// Sends one validated request. On `Ok`, every copy is durably stored.
     pub async fn send(
         &self,
         app: &AppRecord,
-        req: SendRequest,
+        mut req: SendRequest,
+        source: Source,
     ) -> Result<Vec<Accepted>, SendError> {
         let n = req.to.len() as u32;
-        if !self.limits.check_messages(app.key, &app.settings.limits, n) {
+        let allowed = match &source {
+            Source::Rest => self.limits.check_messages(app.key, &app.settings.limits, n),
+            Source::Device(_) => {
+                self.limits
+                    .check_user_messages(app.key, &req.from, &app.settings.limits, n)
+            }
+        };
+        if !allowed {
             metrics::counter!("chatd_messages_refused_total", "reason" => "rate")
                 .increment(u64::from(n));
             return Err(SendError::RateLimited);
         }
+
+        let (sync, conversations) = match &source {
+            Source::Rest => {
+                req.options.origin = Origin::Rest;
+                (
+                    req.options.sync_device && req.from != "admin",
+                    app.settings.rest_messages_in_conversations,
+                )
+            }
+            Source::Device(device) => {
+                req.options.origin = Origin::Client;
+                req.options.origin_device = Some(device.clone());
+                (true, true)
+            }
+        };
+        // Presence is read before the timestamp is taken, so that every
+        // device counted as online here connected before the message's time.
+        let sync = sync && self.online(app.key, &req.from);
+        let mut accepted = Vec::with_capacity(req.to.len());
+        let mut recipients = Vec::with_capacity(req.to.len() * if sync { 2 } else { 1 });
+        for (written, canonical) in &req.to {
+            let msg_id = self.ids.next_id();
+            accepted.push(Accepted {
+                to: written.clone(),
+                msg_id,
+            });
+            // ROUTE_ONLINE to a user with no online device is kept nowhere.
+            if req.options.route_online && !self.online(app.key, canonical) {
+                continue;
+            }
+            recipients.push(Recipient::incoming(
+                canonical,
+                &req.from,
+                msg_id,
+                req.options.route_online,
+            ));
+            if sync {
+                recipients.push(Recipient::sync_copy(&req.from, canonical, msg_id));
+            }
+        }
         let timestamp_ms = chatd_core::clock::now_ms();
-        let recipients: Vec<Recipient> = req
-            .to
-            .iter()
-            .map(|(_, canonical)| Recipient {
-                username: canonical.clone(),
-                msg_id: self.ids.next_id(),
-            })
-            .collect();
         let msg = NewMessage {
             app: app.key,
             from: req.from,
@@ -79,26 +152,41 @@ impl Pipeline {
             ext: req.ext,
             timestamp_ms,
             options: req.options,
+            conversations,
         };
-        let owners: Vec<String> = msg.recipients.iter().map(|r| r.username.clone()).collect();
-        let stored = self.store.append_message(msg).await?;
+        let stored = self.store.append_message(msg.clone()).await?;
         metrics::counter!("chatd_messages_accepted_total").increment(u64::from(n));
 
-        let mut out = Vec::with_capacity(stored.len());
-        for ((written, _), (owner, s)) in req.to.into_iter().zip(owners.into_iter().zip(&stored)) {
-            self.delivery.notify(
-                &InboxKey {
-                    app: app.key,
-                    user: owner,
-                },
-                s.seq,
-            );
-            out.push(Accepted {
-                to: written,
-                msg_id: s.msg_id,
-            });
+        for (r, s) in msg.recipients.iter().zip(&stored) {
+            let key = InboxKey {
+                app: app.key,
+                user: r.owner.clone(),
+            };
+            self.delivery.notify(&key, s.seq);
+            if r.kind == EntryKind::Incoming && !msg.options.ignore_notification {
+                if let Some(sink) = &self.offline {
+                    if !self.delivery.is_online(&key) {
+                        sink.offline_message(
+                            app,
+                            &InboxEntry {
+                                seq: s.seq,
+                                msg_id: r.msg_id,
+                                owner: r.owner.clone(),
+                                from: msg.from.clone(),
+                                to: r.to.clone(),
+                                kind: r.kind,
+                                msg_type: msg.msg_type,
+                                body: msg.body.clone(),
+                                ext: msg.ext.clone(),
+                                timestamp_ms,
+                                options: msg.options.clone(),
+                            },
+                        );
+                    }
+                }
+            }
         }
-        Ok(out)
+        Ok(accepted)
     }
 }
 
@@ -133,7 +221,10 @@ mod tests {
             let raw = format!(r#"{{"to":{to},"type":"txt","body":{{"msg":"hi"}}}}"#);
             parse_send_request(raw.as_bytes(), &AppLimits::default()).unwrap()
         };
-        let sent = p.send(&app, req(r#"["U2","u3"]"#)).await.unwrap();
+        let sent = p
+            .send(&app, req(r#"["U2","u3"]"#), Source::Rest)
+            .await
+            .unwrap();
         assert_eq!(sent.len(), 2);
         assert_eq!(sent[0].to, "U2");
         assert!(sent[0].msg_id < sent[1].msg_id);
@@ -141,11 +232,11 @@ mod tests {
         assert_eq!(*watch.borrow(), 1);
 
         assert!(matches!(
-            p.send(&app, req(r#"["u2","u3"]"#)).await,
+            p.send(&app, req(r#"["u2","u3"]"#), Source::Rest).await,
             Err(SendError::RateLimited)
         ));
-        assert_eq!(store.inbox_count_after(1, "u2", 0).await.unwrap(), 1);
-        assert_eq!(store.inbox_count_after(1, "u3", 0).await.unwrap(), 1);
+        assert_eq!(store.offline_count(1, "u2").await.unwrap(), 1);
+        assert_eq!(store.offline_count(1, "u3").await.unwrap(), 1);
         store.close().await;
     }
 }

@@ -13,8 +13,9 @@ mod error;
 pub mod model;
 pub mod sqlite;
 
+pub use chatd_core::InboxEntry;
 pub use error::StorageError;
-pub use model::{InboxEntry, UserInsert};
+pub use model::{Conversation, UserInsert};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use async_trait::async_trait;
@@ -36,8 +37,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a user and returns what it was.
     async fn delete_user(&self, app: i64, username: &str) -> Result<Option<UserRecord>>;
 
-    /// Stores a message once and appends it to every recipient's inbox;
-    /// returns each recipient's inbox position, in the order given.
+    /// Stores a message once and writes each of its inbox entries (and, if
+    /// asked, updates conversation lists); returns each entry's inbox
+    /// position, in the order of `msg.recipients`.
     async fn append_message(&self, msg: NewMessage) -> Result<Vec<StoredRecipient>>;
     /// Entries of `owner`'s inbox with `seq > after`, oldest first.
     async fn inbox_after(
@@ -47,8 +49,44 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<InboxEntry>>;
-    /// How many entries `owner`'s inbox has after `after`.
-    async fn inbox_count_after(&self, app: i64, owner: &str, after: u64) -> Result<u64>;
+    /// The inbox position a device has acknowledged, if the device is known.
+    async fn device_cursor(&self, app: i64, owner: &str, device: &str) -> Result<Option<u64>>;
+    /// The furthest position any device of `owner` has acknowledged.
+    async fn user_cursor(&self, app: i64, owner: &str) -> Result<u64>;
+    /// Records that `device` acknowledged everything up to `seq` (never
+    /// moves backwards).
+    async fn save_device_cursor(&self, app: i64, owner: &str, device: &str, seq: u64)
+        -> Result<()>;
+    /// Messages waiting for `owner`: kept entries after the user's cursor.
+    async fn offline_count(&self, app: i64, owner: &str) -> Result<u64>;
+    /// The recipient's copy of message `msg_id`.
+    async fn find_entry(&self, app: i64, msg_id: u64) -> Result<Option<InboxEntry>>;
+    /// The one-to-one conversation of `user` with `peer`, newest first,
+    /// older than `before` (a message id) if given; hides what `user`
+    /// cleared and what `roam_ignore_users` hides from them.
+    async fn history(
+        &self,
+        app: i64,
+        user: &str,
+        peer: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>>;
+    /// `owner`'s conversations, most recent first.
+    async fn conversations(&self, app: i64, owner: &str, limit: usize)
+        -> Result<Vec<Conversation>>;
+    /// Clears the unread count of one conversation; false if there is none.
+    async fn mark_read(&self, app: i64, owner: &str, peer: &str) -> Result<bool>;
+    /// Removes one conversation from `owner`'s list, and with `clear_history`
+    /// also hides its messages so far from `owner`'s history. False if there
+    /// was no such conversation.
+    async fn delete_conversation(
+        &self,
+        app: i64,
+        owner: &str,
+        peer: &str,
+        clear_history: bool,
+    ) -> Result<bool>;
 
     /// The largest message id stored, so that ids never repeat across restarts.
     async fn max_message_id(&self) -> Result<u64>;

@@ -1,6 +1,6 @@
 //! Records the store returns.
 
-use chatd_core::{MessageType, SendOptions, UserRecord};
+use chatd_core::{InboxEntry, UserRecord};
 
 /// The outcome of creating one user of a batch.
 #[derive(Debug, Clone)]
@@ -10,16 +10,13 @@ pub enum UserInsert {
     Exists(String),
 }
 
-/// One message in one user's inbox.
+/// One entry of a user's conversation list.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InboxEntry {
-    pub seq: u64,
-    pub msg_id: u64,
-    pub from: String,
-    pub to: String,
-    pub msg_type: MessageType,
-    pub body: String,
-    pub ext: Option<String>,
-    pub timestamp_ms: i64,
-    pub options: SendOptions,
+pub struct Conversation {
+    pub peer: String,
+    /// Messages from the peer not yet read.
+    pub unread: u64,
+    pub updated_ms: i64,
+    /// The last message exchanged, either way.
+    pub last: InboxEntry,
 }

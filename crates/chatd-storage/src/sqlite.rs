@@ -8,10 +8,12 @@
 //! request is committed at once. Reads use a small pool of read-only
 //! connections, which WAL lets run beside the writer.
 
-use crate::model::{InboxEntry, UserInsert};
+use crate::model::{Conversation, UserInsert};
 use crate::{Result, StorageError, Store};
 use async_trait::async_trait;
-use chatd_core::{AppRecord, NewMessage, NewUser, StoredRecipient, UserRecord};
+use chatd_core::{
+    AppRecord, EntryKind, InboxEntry, NewMessage, NewUser, StoredRecipient, UserRecord,
+};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -55,17 +57,50 @@ CREATE TABLE IF NOT EXISTS messages (
     created_ms INTEGER NOT NULL,
     options TEXT NOT NULL
 );
--- One row per recipient: its ordered inbox.
+-- One row per inbox entry: each user's ordered inbox. kind: 0 incoming,
+-- 1 incoming online-only, 2 the owner's own message copied to their devices.
 CREATE TABLE IF NOT EXISTS inbox (
     app INTEGER NOT NULL,
     owner TEXT NOT NULL,
     seq INTEGER NOT NULL,
     msg_id INTEGER NOT NULL,
     message INTEGER NOT NULL,
+    peer TEXT NOT NULL,
     to_user TEXT NOT NULL,
+    kind INTEGER NOT NULL,
     PRIMARY KEY (app, owner, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS inbox_by_msg_id ON inbox (msg_id);
+CREATE INDEX IF NOT EXISTS inbox_by_conversation ON inbox (app, owner, peer, msg_id);
+-- What each device of a user has acknowledged.
+CREATE TABLE IF NOT EXISTS devices (
+    app INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    device TEXT NOT NULL,
+    acked INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (app, owner, device)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS conversations (
+    app INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    last_msg_id INTEGER NOT NULL,
+    message INTEGER NOT NULL,
+    last_from TEXT NOT NULL,
+    last_to TEXT NOT NULL,
+    unread INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (app, owner, peer)
+) WITHOUT ROWID;
+-- Conversations whose history a user cleared, up to a time.
+CREATE TABLE IF NOT EXISTS history_clears (
+    app INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    before_ms INTEGER NOT NULL,
+    PRIMARY KEY (app, owner, peer)
+) WITHOUT ROWID;
 "#;
 
 /// How to open the embedded store.
@@ -98,6 +133,9 @@ enum WriteOp {
     CreateUsers(i64, Vec<NewUser>, Reply<Vec<UserInsert>>),
     DeleteUser(i64, String, Reply<Option<UserRecord>>),
     AppendMessage(Box<NewMessage>, Reply<Vec<StoredRecipient>>),
+    SaveCursor(i64, String, String, u64, Reply<()>),
+    MarkRead(i64, String, String, Reply<bool>),
+    DeleteConversation(i64, String, String, bool, Reply<bool>),
     Close(oneshot::Sender<()>),
 }
 
@@ -232,58 +270,191 @@ impl Store for SqliteStore {
     ) -> Result<Vec<InboxEntry>> {
         let owner = owner.to_string();
         self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT i.seq, i.msg_id, m.sender, i.to_user, m.msg_type, m.body, m.ext, \
-                 m.created_ms, m.options FROM inbox i JOIN messages m ON m.id = i.message \
-                 WHERE i.app = ?1 AND i.owner = ?2 AND i.seq > ?3 ORDER BY i.seq LIMIT ?4",
-            )?;
-            let rows = st.query_map(params![app, owner, after as i64, limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, i64>(7)?,
-                    r.get::<_, String>(8)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (seq, msg_id, from, to, ty, body, ext, ts, options) = row?;
-                out.push(InboxEntry {
-                    seq: seq as u64,
-                    msg_id: msg_id as u64,
-                    from,
-                    to,
-                    msg_type: ty
-                        .parse()
-                        .map_err(|_| StorageError::Corrupt(format!("message type {ty}")))?,
-                    body,
-                    ext,
-                    timestamp_ms: ts,
-                    options: serde_json::from_str(&options)
-                        .map_err(|e| StorageError::Corrupt(format!("message options: {e}")))?,
-                });
-            }
-            Ok(out)
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM inbox i JOIN messages m ON m.id = i.message \
+                 WHERE i.app = ?1 AND i.owner = ?2 AND i.seq > ?3 ORDER BY i.seq LIMIT ?4"
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = st.query_map(params![app, owner, after as i64, limit as i64], entry_row)?;
+            rows.map(|r| r?.into_entry()).collect()
         })
         .await
     }
 
-    async fn inbox_count_after(&self, app: i64, owner: &str, after: u64) -> Result<u64> {
+    async fn device_cursor(&self, app: i64, owner: &str, device: &str) -> Result<Option<u64>> {
+        let (owner, device) = (owner.to_string(), device.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT acked FROM devices WHERE app = ?1 AND owner = ?2 AND device = ?3",
+            )?
+            .query_row(params![app, owner, device], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|v| v as u64))
+        })
+        .await
+    }
+
+    async fn user_cursor(&self, app: i64, owner: &str) -> Result<u64> {
+        let owner = owner.to_string();
+        self.read(move |c| user_cursor(c, app, &owner)).await
+    }
+
+    async fn save_device_cursor(
+        &self,
+        app: i64,
+        owner: &str,
+        device: &str,
+        seq: u64,
+    ) -> Result<()> {
+        let (owner, device) = (owner.to_string(), device.to_string());
+        self.write(|r| WriteOp::SaveCursor(app, owner, device, seq, r))
+            .await
+    }
+
+    async fn offline_count(&self, app: i64, owner: &str) -> Result<u64> {
         let owner = owner.to_string();
         self.read(move |c| {
+            let cursor = user_cursor(c, app, &owner)?;
             let n: i64 = c
                 .prepare_cached(
-                    "SELECT COUNT(*) FROM inbox WHERE app = ?1 AND owner = ?2 AND seq > ?3",
+                    "SELECT COUNT(*) FROM inbox WHERE app = ?1 AND owner = ?2 AND seq > ?3 \
+                     AND kind = 0",
                 )?
-                .query_row(params![app, owner, after as i64], |r| r.get(0))?;
+                .query_row(params![app, owner, cursor as i64], |r| r.get(0))?;
             Ok(n as u64)
         })
         .await
+    }
+
+    async fn find_entry(&self, app: i64, msg_id: u64) -> Result<Option<InboxEntry>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM inbox i JOIN messages m ON m.id = i.message \
+                 WHERE i.msg_id = ?1 AND i.app = ?2 AND i.kind != 2 LIMIT 1"
+            );
+            c.prepare_cached(&sql)?
+                .query_row(params![msg_id as i64, app], entry_row)
+                .optional()?
+                .map(EntryRow::into_entry)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        app: i64,
+        user: &str,
+        peer: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>> {
+        let (user, peer) = (user.to_string(), peer.to_string());
+        self.read(move |c| {
+            let cleared: i64 = c
+                .prepare_cached(
+                    "SELECT before_ms FROM history_clears WHERE app = ?1 AND owner = ?2 AND peer = ?3",
+                )?
+                .query_row(params![app, user, peer], |r| r.get(0))
+                .optional()?
+                .unwrap_or(i64::MIN);
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM inbox i JOIN messages m ON m.id = i.message \
+                 WHERE i.app = ?1 AND i.kind != 2 AND i.msg_id < ?4 AND m.created_ms > ?5 \
+                 AND ((i.owner = ?2 AND i.peer = ?3) OR (i.owner = ?3 AND i.peer = ?2)) \
+                 ORDER BY i.msg_id DESC LIMIT ?6"
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let mut out = Vec::with_capacity(limit);
+            let mut cursor = before.map_or(i64::MAX, |b| b as i64);
+            // Entries hidden by roam_ignore_users are skipped, so a page may
+            // need more than one query to fill.
+            loop {
+                let mut fetched = 0;
+                let rows =
+                    st.query_map(params![app, user, peer, cursor, cleared, limit as i64], entry_row)?;
+                for row in rows {
+                    let e = row?.into_entry()?;
+                    fetched += 1;
+                    cursor = e.msg_id as i64;
+                    if !e.options.roam_ignore_users.contains(&user) {
+                        out.push(e);
+                        if out.len() == limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+                if fetched < limit {
+                    return Ok(out);
+                }
+            }
+        })
+        .await
+    }
+
+    async fn conversations(
+        &self,
+        app: i64,
+        owner: &str,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        let owner = owner.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT c.peer, c.unread, c.updated_ms, c.last_msg_id, c.last_from, c.last_to, \
+                 m.msg_type, m.body, m.ext, m.created_ms, m.options \
+                 FROM conversations c JOIN messages m ON m.id = c.message \
+                 WHERE c.app = ?1 AND c.owner = ?2 ORDER BY c.updated_ms DESC, c.last_msg_id DESC LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![app, owner, limit as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    EntryRow {
+                        seq: 0,
+                        msg_id: r.get(3)?,
+                        owner: owner.clone(),
+                        from: r.get(4)?,
+                        to: r.get(5)?,
+                        kind: 0,
+                        msg_type: r.get(6)?,
+                        body: r.get(7)?,
+                        ext: r.get(8)?,
+                        created_ms: r.get(9)?,
+                        options: r.get(10)?,
+                    },
+                ))
+            })?;
+            rows.map(|row| {
+                let (peer, unread, updated_ms, last) = row?;
+                Ok(Conversation {
+                    peer,
+                    unread: unread as u64,
+                    updated_ms,
+                    last: last.into_entry()?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn mark_read(&self, app: i64, owner: &str, peer: &str) -> Result<bool> {
+        let (owner, peer) = (owner.to_string(), peer.to_string());
+        self.write(|r| WriteOp::MarkRead(app, owner, peer, r)).await
+    }
+
+    async fn delete_conversation(
+        &self,
+        app: i64,
+        owner: &str,
+        peer: &str,
+        clear_history: bool,
+    ) -> Result<bool> {
+        let (owner, peer) = (owner.to_string(), peer.to_string());
+        self.write(|r| WriteOp::DeleteConversation(app, owner, peer, clear_history, r))
+            .await
     }
 
     async fn max_message_id(&self) -> Result<u64> {
@@ -325,6 +496,71 @@ fn read_user(c: &Connection, app: i64, username: &str) -> Result<Option<UserReco
         })
     })
     .optional()?)
+}
+
+fn user_cursor(c: &Connection, app: i64, owner: &str) -> Result<u64> {
+    let v: Option<i64> = c
+        .prepare_cached("SELECT MAX(acked) FROM devices WHERE app = ?1 AND owner = ?2")?
+        .query_row(params![app, owner], |r| r.get(0))?;
+    Ok(v.unwrap_or(0) as u64)
+}
+
+/// The columns `entry_row` reads, from `inbox i JOIN messages m`.
+const ENTRY_COLUMNS: &str = "i.seq, i.msg_id, i.owner, m.sender, i.to_user, i.kind, m.msg_type, \
+                             m.body, m.ext, m.created_ms, m.options";
+
+/// An inbox entry as read, before its text columns are parsed.
+struct EntryRow {
+    seq: i64,
+    msg_id: i64,
+    owner: String,
+    from: String,
+    to: String,
+    kind: i64,
+    msg_type: String,
+    body: String,
+    ext: Option<String>,
+    created_ms: i64,
+    options: String,
+}
+
+fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRow> {
+    Ok(EntryRow {
+        seq: r.get(0)?,
+        msg_id: r.get(1)?,
+        owner: r.get(2)?,
+        from: r.get(3)?,
+        to: r.get(4)?,
+        kind: r.get(5)?,
+        msg_type: r.get(6)?,
+        body: r.get(7)?,
+        ext: r.get(8)?,
+        created_ms: r.get(9)?,
+        options: r.get(10)?,
+    })
+}
+
+impl EntryRow {
+    fn into_entry(self) -> Result<InboxEntry> {
+        Ok(InboxEntry {
+            seq: self.seq as u64,
+            msg_id: self.msg_id as u64,
+            owner: self.owner,
+            from: self.from,
+            to: self.to,
+            kind: EntryKind::from_code(self.kind)
+                .ok_or_else(|| StorageError::Corrupt(format!("entry kind {}", self.kind)))?,
+            msg_type: self
+                .msg_type
+                .parse()
+                .map_err(|_| StorageError::Corrupt(format!("message type {}", self.msg_type)))?,
+            body: self.body,
+            ext: self.ext,
+            timestamp_ms: self.created_ms,
+            options: serde_json::from_str(&self.options)
+                .map_err(|e| StorageError::Corrupt(format!("message options: {e}")))?,
+        })
+    }
 }
 
 /// A fixed set of read-only connections. rusqlite connections are not
@@ -475,6 +711,25 @@ impl Writer {
                 }
                 pending(reply, r)
             }
+            WriteOp::SaveCursor(app, owner, device, seq, reply) => {
+                let r = self.savepoint(|w| w.save_cursor(app, &owner, &device, seq));
+                pending(reply, r)
+            }
+            WriteOp::MarkRead(app, owner, peer, reply) => {
+                let r = self.savepoint(|w| {
+                    Ok(w.conn
+                        .prepare_cached(
+                            "UPDATE conversations SET unread = 0 WHERE app = ?1 AND owner = ?2 AND peer = ?3",
+                        )?
+                        .execute(params![app, owner, peer])?
+                        > 0)
+                });
+                pending(reply, r)
+            }
+            WriteOp::DeleteConversation(app, owner, peer, clear, reply) => {
+                let r = self.savepoint(|w| w.delete_conversation(app, &owner, &peer, clear));
+                pending(reply, r)
+            }
             WriteOp::Close(_) => unreachable!("handled by the batch loop"),
         }
     }
@@ -570,6 +825,42 @@ impl Writer {
         Ok(existing)
     }
 
+    fn save_cursor(&mut self, app: i64, owner: &str, device: &str, seq: u64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO devices (app, owner, device, acked, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (app, owner, device) DO UPDATE SET \
+                 acked = MAX(acked, excluded.acked), updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![app, owner, device, seq as i64, chatd_core::clock::now_ms()])?;
+        Ok(())
+    }
+
+    fn delete_conversation(
+        &mut self,
+        app: i64,
+        owner: &str,
+        peer: &str,
+        clear: bool,
+    ) -> Result<bool> {
+        let existed = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM conversations WHERE app = ?1 AND owner = ?2 AND peer = ?3",
+            )?
+            .execute(params![app, owner, peer])?
+            > 0;
+        if clear {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO history_clears (app, owner, peer, before_ms) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (app, owner, peer) DO UPDATE SET before_ms = excluded.before_ms",
+                )?
+                .execute(params![app, owner, peer, chatd_core::clock::now_ms()])?;
+        }
+        Ok(existed)
+    }
+
     fn append_message(
         &mut self,
         msg: &NewMessage,
@@ -595,15 +886,16 @@ impl Writer {
                 msg.timestamp_ms,
                 options
             ])?;
+        let message = first.msg_id as i64;
         let mut out = Vec::with_capacity(msg.recipients.len());
         for r in &msg.recipients {
-            let key = (msg.app, r.username.clone());
+            let key = (msg.app, r.owner.clone());
             let last = match staged.get(&key).or_else(|| self.seqs.get(&key)) {
                 Some(s) => *s,
                 None => self
                     .conn
                     .prepare_cached("SELECT MAX(seq) FROM inbox WHERE app = ?1 AND owner = ?2")?
-                    .query_row(params![msg.app, r.username], |row| {
+                    .query_row(params![msg.app, r.owner], |row| {
                         row.get::<_, Option<i64>>(0)
                     })?
                     .unwrap_or(0) as u64,
@@ -611,23 +903,64 @@ impl Writer {
             let seq = last + 1;
             self.conn
                 .prepare_cached(
-                    "INSERT INTO inbox (app, owner, seq, msg_id, message, to_user) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?2)",
+                    "INSERT INTO inbox (app, owner, seq, msg_id, message, peer, to_user, kind) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(params![
                     msg.app,
-                    r.username,
+                    r.owner,
                     seq as i64,
                     r.msg_id as i64,
-                    first.msg_id as i64
+                    message,
+                    r.peer,
+                    r.to,
+                    r.kind.code()
                 ])?;
             staged.insert(key, seq);
             out.push(StoredRecipient {
                 msg_id: r.msg_id,
                 seq,
             });
+            if msg.conversations && r.kind != EntryKind::SyncCopy {
+                self.touch_conversation(msg, message, r, &r.to, &msg.from, true)?;
+                if msg.from != "admin" {
+                    self.touch_conversation(msg, message, r, &msg.from, &r.to, false)?;
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// Makes `(owner, peer)`'s conversation end with this message.
+    fn touch_conversation(
+        &mut self,
+        msg: &NewMessage,
+        message: i64,
+        r: &chatd_core::Recipient,
+        owner: &str,
+        peer: &str,
+        unread: bool,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO conversations (app, owner, peer, last_msg_id, message, last_from, last_to, \
+                 unread, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (app, owner, peer) DO UPDATE SET last_msg_id = excluded.last_msg_id, \
+                 message = excluded.message, last_from = excluded.last_from, last_to = excluded.last_to, \
+                 unread = unread + excluded.unread, updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![
+                msg.app,
+                owner,
+                peer,
+                r.msg_id as i64,
+                message,
+                msg.from,
+                r.to,
+                i64::from(unread),
+                msg.timestamp_ms
+            ])?;
+        Ok(())
     }
 }
 
@@ -643,10 +976,7 @@ mod tests {
             recipients: to
                 .iter()
                 .enumerate()
-                .map(|(i, t)| Recipient {
-                    username: t.to_string(),
-                    msg_id: first_id + i as u64,
-                })
+                .map(|(i, t)| Recipient::incoming(t, "u1", first_id + i as u64, false))
                 .collect(),
             msg_type: MessageType::Txt,
             body: r#"{"msg":"hi"}"#.into(),
@@ -656,6 +986,7 @@ mod tests {
                 sync_device: true,
                 ..Default::default()
             },
+            conversations: true,
         }
     }
 
@@ -683,7 +1014,18 @@ mod tests {
         );
         assert_eq!(inbox[0].body, r#"{"msg":"hi"}"#);
         assert!(inbox[0].options.sync_device);
-        assert_eq!(store.inbox_count_after(1, "u2", 1).await.unwrap(), 2);
+        assert_eq!(store.offline_count(1, "u2").await.unwrap(), 3);
+        store.save_device_cursor(1, "u2", "phone", 1).await.unwrap();
+        store.save_device_cursor(1, "u2", "phone", 0).await.unwrap();
+        assert_eq!(
+            store.device_cursor(1, "u2", "phone").await.unwrap(),
+            Some(1)
+        );
+        assert_eq!(store.device_cursor(1, "u2", "web").await.unwrap(), None);
+        assert_eq!(store.offline_count(1, "u2").await.unwrap(), 2);
+        store.save_device_cursor(1, "u2", "web", 3).await.unwrap();
+        assert_eq!(store.user_cursor(1, "u2").await.unwrap(), 3);
+        assert_eq!(store.offline_count(1, "u2").await.unwrap(), 0);
         assert_eq!(store.max_message_id().await.unwrap(), 30);
         store.close().await;
     }
@@ -718,6 +1060,70 @@ mod tests {
         assert!(ok.is_ok() != dup.is_ok());
         let ok2 = store.append_message(message(1, &["b"], 6)).await.unwrap();
         assert_eq!(ok2[0].seq, 1, "the failed append left no sequence behind");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn history_and_conversations_follow_both_directions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap();
+        let send = |from: &str, to: &str, id: u64, ignore: &[&str]| {
+            let mut m = message(1, &[to], id);
+            m.from = from.into();
+            m.recipients[0].peer = from.into();
+            m.recipients.push(Recipient::sync_copy(from, to, id));
+            m.options.roam_ignore_users = ignore.iter().map(|s| s.to_string()).collect();
+            m
+        };
+        store.append_message(send("a", "b", 10, &[])).await.unwrap();
+        store.append_message(send("b", "a", 20, &[])).await.unwrap();
+        store
+            .append_message(send("a", "b", 30, &["a"]))
+            .await
+            .unwrap();
+        store.append_message(send("a", "c", 40, &[])).await.unwrap();
+
+        let ids = |v: Vec<InboxEntry>| v.iter().map(|e| e.msg_id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.history(1, "b", "a", None, 10).await.unwrap()),
+            vec![30, 20, 10]
+        );
+        assert_eq!(
+            ids(store.history(1, "a", "b", None, 10).await.unwrap()),
+            vec![20, 10],
+            "roam_ignore_users hides 30 from a, and sync copies are not doubled"
+        );
+        assert_eq!(
+            ids(store.history(1, "b", "a", Some(30), 1).await.unwrap()),
+            vec![20]
+        );
+        assert_eq!(store.find_entry(1, 30).await.unwrap().unwrap().owner, "b");
+
+        let convs = store.conversations(1, "b", 10).await.unwrap();
+        assert_eq!(convs.len(), 1);
+        assert_eq!((convs[0].peer.as_str(), convs[0].unread), ("a", 2));
+        assert_eq!(convs[0].last.msg_id, 30);
+        let a = store.conversations(1, "a", 10).await.unwrap();
+        assert_eq!(
+            a.iter().map(|c| c.peer.as_str()).collect::<Vec<_>>(),
+            vec!["c", "b"]
+        );
+        assert_eq!(a[1].unread, 1);
+        assert!(store.mark_read(1, "b", "a").await.unwrap());
+        assert_eq!(store.conversations(1, "b", 10).await.unwrap()[0].unread, 0);
+        assert!(store.delete_conversation(1, "b", "a", true).await.unwrap());
+        assert!(store.conversations(1, "b", 10).await.unwrap().is_empty());
+        assert!(store
+            .history(1, "b", "a", None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store.history(1, "a", "b", None, 10).await.unwrap().len(),
+            2,
+            "one-sided"
+        );
+        assert!(!store.delete_conversation(1, "b", "a", false).await.unwrap());
         store.close().await;
     }
 

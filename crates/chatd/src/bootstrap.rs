@@ -80,6 +80,7 @@ pub async fn ensure_default_app(store: &dyn Store, config: &Config) -> anyhow::R
     }
     app.settings.limits.calls_per_sec = config.rate_calls_per_sec;
     app.settings.limits.msgs_per_min = config.rate_msgs_per_min;
+    app.settings.limits.max_file_bytes = config.file_max_bytes;
     app.settings.rest_messages_in_conversations = config.rest_messages_in_conversations;
     let app = store.upsert_app(app).await?;
     Ok(DefaultApp { app, generated })

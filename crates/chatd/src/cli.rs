@@ -27,6 +27,48 @@ pub enum Command {
     /// Print a token for the default app (or --app), to curl at once.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Connect as a user and print every message that arrives.
+    Listen {
+        /// The user to listen as.
+        #[arg(long)]
+        user: String,
+        /// Device (resource) name of this connection.
+        #[arg(long, default_value = "cli")]
+        device: String,
+        #[command(flatten)]
+        target: Target,
+        /// Print each message record as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a text message through the REST API.
+    Send {
+        /// Sender (default: admin).
+        #[arg(long)]
+        from: Option<String>,
+        /// Recipient; repeat for several.
+        #[arg(long, required = true)]
+        to: Vec<String>,
+        /// The text.
+        #[arg(long)]
+        text: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which server and app the client commands talk to.
+#[derive(clap::Args, Debug)]
+pub struct Target {
+    /// Base URL of the server (default: `public_url`, else `http://` + `listen`).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// App ID (default: the default app of the data directory).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Token to use (default: one minted from the app's certificate).
+    #[arg(long, env = "CHATD_TOKEN")]
+    pub token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,6 +14,18 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve => crate::serve::serve(config).await,
         Command::App(cmd) => app(cmd, &config).await,
         Command::Token(cmd) => token(cmd, &config).await,
+        Command::Listen {
+            user,
+            device,
+            target,
+            json,
+        } => crate::client_commands::listen(&config, &target, &user, &device, json).await,
+        Command::Send {
+            from,
+            to,
+            text,
+            target,
+        } => crate::client_commands::send(&config, &target, from.as_deref(), &to, &text).await,
     }
 }
 
@@ -68,7 +80,7 @@ async fn app(cmd: AppCommand, config: &Config) -> anyhow::Result<()> {
     result
 }
 
-async fn find_app(
+pub(crate) async fn find_app(
     store: &dyn Store,
     config: &Config,
     app_id: Option<&str>,

@@ -2,7 +2,9 @@
 
 mod bootstrap;
 mod cli;
+mod client_commands;
 mod commands;
+mod push;
 mod serve;
 
 use clap::Parser;

@@ -2,11 +2,13 @@
 
 use crate::bootstrap::{describe_app, ensure_default_app, open_store};
 use anyhow::Context;
+use chatd_api::state::ClientSettings;
 use chatd_api::{ApiState, AppRegistry};
 use chatd_auth::Authenticator;
 use chatd_config::Config;
 use chatd_core::MessageIdGenerator;
-use chatd_delivery::InProcessDelivery;
+use chatd_delivery::{Delivery, InProcessDelivery};
+use chatd_files::{FileStore, LocalFileStore, LocalOptions};
 use chatd_pipeline::Pipeline;
 use chatd_storage::Store;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -63,6 +65,21 @@ async fn shutdown_signal() {
     }
 }
 
+/// The chat file store in `<data_dir>/files`, cleaned of whatever an
+/// interrupted upload left.
+async fn open_files(config: &Config) -> anyhow::Result<Arc<dyn FileStore>> {
+    let opts = LocalOptions {
+        dir: config.data_dir.join("files"),
+        retention: Duration::from_secs(config.file_retention_secs),
+        thumbnail_size: config.thumbnail_size,
+    };
+    let dir = opts.dir.clone();
+    let store = tokio::task::spawn_blocking(move || LocalFileStore::open(opts))
+        .await?
+        .with_context(|| format!("opening the file store {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
     let metrics = init_metrics()?;
@@ -88,11 +105,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let floor = store.max_message_id().await?;
     let store_dyn: Arc<dyn Store> = store.clone();
+    let push_provider = chatd_push::provider_from_config(
+        &config.push_provider,
+        config.push_webhook_url.as_deref(),
+        Duration::from_millis(config.push_webhook_timeout_ms),
+        config.push_webhook_retries,
+    )?;
+    let push = chatd_push::PushDispatcher::start(
+        push_provider,
+        config.push_queue.max(1),
+        config.push_concurrency.max(1),
+    );
+    let delivery = Arc::new(InProcessDelivery::new());
     let pipeline = Pipeline::new(
         store_dyn.clone(),
-        Arc::new(InProcessDelivery::new()),
+        delivery.clone(),
         MessageIdGenerator::new(config.node_id, floor),
-    );
+    )
+    .with_offline_sink(Arc::new(crate::push::PushSink {
+        dispatcher: push.clone(),
+    }));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let files = open_files(&config).await?;
+    tokio::spawn(chatd_files::run_sweeper(files.clone()));
     let state = Arc::new(ApiState {
         apps: AppRegistry::load(store_dyn.clone()).await?,
         pipeline,
@@ -101,13 +136,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_request_bytes: config.max_request_bytes,
         token_ttl_secs: config.token_ttl_secs,
         metrics: Some(metrics),
+        files,
+        clients: ClientSettings {
+            max_devices: config.max_devices_per_user.max(1),
+            window: config.delivery_window.max(1),
+            ping_secs: config.client_ping_secs.max(1),
+            idle_secs: config.client_idle_secs.max(1),
+            write_secs: config.client_write_secs.max(1),
+            ..ClientSettings::default()
+        },
+        shutdown: stop_rx.clone(),
     });
     // A machine-readable line on stdout: tests and scripts wait for it.
     println!("chatd listening on http://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "chatd started");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server =
         axum::serve(listener, chatd_api::router(state)).with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -122,6 +166,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!("shutdown grace period over; closing remaining connections"),
     }
+    // Client connections close on the same signal; give them a moment to
+    // save their acknowledged positions before storage closes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while delivery.connections().total() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    push.shutdown(Duration::from_secs(2)).await;
     tracing::info!("flushing storage");
     store.close().await;
     tracing::info!("chatd stopped");

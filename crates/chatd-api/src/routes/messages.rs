@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chatd_core::AppRecord;
-use chatd_pipeline::parse_send_request;
+use chatd_pipeline::{parse_send_request, Source};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ pub async fn send_to_users(
     )
     .await?;
     let req = parse_send_request(&raw, &app.settings.limits)?;
-    let accepted = state.pipeline.send(&app, req).await?;
+    let accepted = state.pipeline.send(&app, req, Source::Rest).await?;
 
     let data: Map<String, Value> = accepted
         .into_iter()

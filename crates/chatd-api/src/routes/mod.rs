@@ -1,9 +1,13 @@
 //! Handlers, one module per resource.
 
+pub mod chatfiles;
+pub mod history;
 pub mod messages;
+pub mod presence;
 pub mod system;
 pub mod token;
 pub mod users;
+pub mod ws;
 
 use chatd_core::AppRecord;
 

@@ -43,7 +43,12 @@ pub fn user_entity(u: &UserRecord) -> Value {
     e
 }
 
-fn envelope(state: &ApiState, app: &AppRecord, action: &str, path_suffix: &str) -> Value {
+pub(crate) fn envelope(
+    state: &ApiState,
+    app: &AppRecord,
+    action: &str,
+    path_suffix: &str,
+) -> Value {
     json!({
         "action": action,
         "path": "/users",
@@ -210,7 +215,7 @@ pub async fn create(
     Ok(Json(out).into_response())
 }
 
-fn canonical(username: &str) -> Result<String, ApiError> {
+pub(crate) fn canonical(username: &str) -> Result<String, ApiError> {
     normalize_username(username).map_err(|_| ApiError::user_not_found())
 }
 
@@ -264,7 +269,7 @@ pub async fn offline_msg_count(
     require_app(&state, &app, &headers)?;
     check_call_rate(&state, &app, "users")?;
     let name = canonical(&path.username)?;
-    let count = state.store().inbox_count_after(app.key, &name, 0).await?;
+    let count = state.store().offline_count(app.key, &name).await?;
     let mut out = envelope(&state, &app, "get", &format!("/{name}/offline_msg_count"));
     out["entities"] = json!([]);
     out["data"] = json!({ name: count });

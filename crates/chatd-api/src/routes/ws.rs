@@ -1,0 +1,448 @@
+//! The JSON client protocol over WebSocket (docs/protocol.md).
+//!
+//! This module only translates frames: authentication goes through the same
+//! token checks as REST, sends through the same pipeline, and what to
+//! deliver comes from [`DeviceSession`], shared with the other client
+//! protocol.
+
+use crate::auth::{bearer_principal, is_device_id};
+use crate::error::ApiError;
+use crate::state::ApiState;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use chatd_auth::Principal;
+use chatd_core::record::message_record;
+use chatd_core::{AppRecord, InboxEntry};
+use chatd_delivery::{DeviceSession, InboxKey, Kick};
+use chatd_pipeline::{check_send_object, Source};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Close codes (docs/protocol.md).
+pub mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const UNAUTHORIZED: u16 = 4001;
+    pub const PROTOCOL: u16 = 4002;
+    pub const REPLACED: u16 = 4003;
+    pub const TOO_MANY_DEVICES: u16 = 4004;
+    pub const DISCONNECTED: u16 = 4005;
+    pub const STALLED: u16 = 4008;
+    pub const INTERNAL: u16 = 4500;
+}
+
+/// Largest frame a client may send.
+const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Unsaved acknowledgements that trigger an immediate save.
+const SAVE_EVERY_ACKS: u64 = 64;
+
+pub async fn connect(
+    State(state): State<Arc<ApiState>>,
+    Extension(app): Extension<Arc<AppRecord>>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    match ws {
+        Ok(ws) => ws
+            .max_message_size(MAX_FRAME_BYTES)
+            .on_upgrade(move |socket| async move {
+                metrics::counter!("chatd_ws_connections_total").increment(1);
+                Connection::run(state, app, socket).await
+            }),
+        Err(_) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "websocket_required",
+            "This endpoint speaks WebSocket: send an Upgrade request",
+            "IllegalArgumentException",
+        )
+        .into_response(),
+    }
+}
+
+/// Why a connection ends.
+struct Closing(u16, &'static str);
+
+struct Connection {
+    state: Arc<ApiState>,
+    app: Arc<AppRecord>,
+    socket: WebSocket,
+    user: String,
+    device: String,
+}
+
+fn frame(v: Value) -> Message {
+    Message::Text(v.to_string().into())
+}
+
+fn error_frame(r#ref: Option<&Value>, e: &ApiError) -> Message {
+    let mut v = json!({
+        "op": "error",
+        "status": e.status.as_u16(),
+        "error": e.error,
+        "error_description": e.description,
+    });
+    if let Some(r) = r#ref {
+        v["ref"] = r.clone();
+    }
+    frame(v)
+}
+
+fn protocol_error(description: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_frame",
+        description.to_string(),
+        "IllegalArgumentException",
+    )
+}
+
+impl Connection {
+    async fn run(state: Arc<ApiState>, app: Arc<AppRecord>, mut socket: WebSocket) {
+        let settings = state.clients.clone();
+        let auth = tokio::time::timeout(
+            Duration::from_secs(settings.auth_secs),
+            authenticate(&state, &app, &mut socket),
+        )
+        .await;
+        let (user, device) = match auth {
+            Ok(Ok(who)) => who,
+            Ok(Err(e)) => {
+                let _ = socket.send(error_frame(None, &e)).await;
+                close_socket(socket, close::UNAUTHORIZED, "unauthorized").await;
+                return;
+            }
+            Err(_) => {
+                close_socket(socket, close::UNAUTHORIZED, "no auth frame in time").await;
+                return;
+            }
+        };
+        let mut conn = Connection {
+            state,
+            app,
+            socket,
+            user,
+            device,
+        };
+        let Closing(code, reason) = conn.serve().await;
+        tracing::debug!(user = %conn.user, device = %conn.device, code, reason, "client connection closed");
+        close_socket(conn.socket, code, reason).await;
+    }
+
+    async fn send(&mut self, msg: Message) -> Result<(), Closing> {
+        let write = Duration::from_secs(self.state.clients.write_secs);
+        match tokio::time::timeout(write, self.socket.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Closing(close::GOING_AWAY, "connection lost")),
+            Err(_) => {
+                metrics::counter!("chatd_ws_stalled_total").increment(1);
+                Err(Closing(close::STALLED, "client too slow to read"))
+            }
+        }
+    }
+
+    async fn serve(&mut self) -> Closing {
+        let key = InboxKey {
+            app: self.app.key,
+            user: self.user.clone(),
+        };
+        let delivery = self.state.pipeline.delivery().clone();
+        let mut registration = delivery.connections().register(
+            &key,
+            &self.device,
+            "json",
+            self.state.clients.max_devices,
+        );
+        let mut session = match DeviceSession::open(
+            self.state.store().clone(),
+            delivery.as_ref(),
+            key,
+            &self.device,
+            registration.info.connected_at_ms,
+            self.state.clients.window,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "opening a device session failed");
+                return Closing(close::INTERNAL, "storage unavailable");
+            }
+        };
+        let hello = json!({"op": "auth_ok", "user": self.user, "device": self.device, "acked": session.acked()});
+        if let Err(c) = self.send(frame(hello)).await {
+            return c;
+        }
+        let closing = self.pump(&mut session, &mut registration.kicked).await;
+        if let Err(e) = session.save().await {
+            tracing::warn!(error = %e, "saving the acknowledged position failed");
+        }
+        closing
+    }
+
+    async fn pump(
+        &mut self,
+        session: &mut DeviceSession,
+        kicked: &mut tokio::sync::oneshot::Receiver<Kick>,
+    ) -> Closing {
+        let settings = self.state.clients.clone();
+        let mut ping = tokio::time::interval(Duration::from_secs(settings.ping_secs.max(1)));
+        ping.tick().await;
+        let mut save = tokio::time::interval(Duration::from_secs(1));
+        let mut shutdown = self.state.shutdown.clone();
+        let mut last_heard = Instant::now();
+        // Look at the inbox once at start, then whenever it grows or the
+        // window opens.
+        let mut look = true;
+        loop {
+            if look && session.has_room() {
+                match session.next_batch().await {
+                    Ok(batch) if batch.is_empty() => look = false,
+                    Ok(batch) => {
+                        for e in &batch {
+                            if let Err(c) = self.send(message_frame(e)).await {
+                                return c;
+                            }
+                        }
+                        metrics::counter!("chatd_ws_messages_delivered_total")
+                            .increment(batch.len() as u64);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading an inbox failed");
+                        return Closing(close::INTERNAL, "storage unavailable");
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                incoming = self.socket.recv() => {
+                    last_heard = Instant::now();
+                    match incoming {
+                        Some(Ok(Message::Text(text))) => {
+                            match self.handle_text(session, text.as_str()).await {
+                                Ok(more) => look |= more,
+                                Err(c) => return c,
+                            }
+                            if session.unsaved() >= SAVE_EVERY_ACKS {
+                                if let Err(e) = session.save().await {
+                                    tracing::warn!(error = %e, "saving the acknowledged position failed");
+                                }
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            return Closing(close::PROTOCOL, "this endpoint speaks JSON text frames");
+                        }
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                            return Closing(close::GOING_AWAY, "closed by the client");
+                        }
+                        Some(Ok(_)) => {} // pings and pongs: already answered
+                    }
+                }
+                _ = session.wait_for_news(), if session.has_room() && !look => look = true,
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > Duration::from_secs(settings.idle_secs) {
+                        return Closing(close::STALLED, "no heartbeat");
+                    }
+                    if let Err(c) = self.send(Message::Ping(Vec::new().into())).await {
+                        return c;
+                    }
+                }
+                _ = save.tick() => {
+                    if let Err(e) = session.save().await {
+                        tracing::warn!(error = %e, "saving the acknowledged position failed");
+                    }
+                }
+                why = &mut *kicked => {
+                    return match why {
+                        Ok(Kick::Replaced) => Closing(close::REPLACED, "the same device connected again"),
+                        Ok(Kick::TooManyDevices) => Closing(close::TOO_MANY_DEVICES, "too many devices: the oldest was disconnected"),
+                        Ok(Kick::Disconnected) | Err(_) => Closing(close::DISCONNECTED, "disconnected by the administrator"),
+                    };
+                }
+                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+                    return Closing(close::GOING_AWAY, "server shutting down");
+                }
+            }
+        }
+    }
+
+    /// Handles one client frame; returns whether the inbox should be looked
+    /// at again (an acknowledgement opened the window).
+    async fn handle_text(
+        &mut self,
+        session: &mut DeviceSession,
+        text: &str,
+    ) -> Result<bool, Closing> {
+        let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(text) else {
+            self.send(error_frame(
+                None,
+                &protocol_error("frames are JSON objects"),
+            ))
+            .await?;
+            return Ok(false);
+        };
+        let r#ref = m.remove("ref");
+        let op = m.remove("op").and_then(|v| v.as_str().map(str::to_string));
+        match op.as_deref() {
+            Some("ack") => {
+                let ok = m
+                    .get("seq")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|s| session.ack(s));
+                if !ok {
+                    self.send(error_frame(
+                        r#ref.as_ref(),
+                        &protocol_error("ack needs a seq that was delivered"),
+                    ))
+                    .await?;
+                }
+                Ok(ok)
+            }
+            Some("send") => {
+                let reply = client_send(&self.state, &self.app, &self.user, &self.device, m).await;
+                let msg = match reply {
+                    Ok(data) => {
+                        let mut v = json!({"op": "sent", "data": data, "timestamp": chatd_core::clock::now_ms()});
+                        if let Some(r) = &r#ref {
+                            v["ref"] = r.clone();
+                        }
+                        frame(v)
+                    }
+                    Err(e) => error_frame(r#ref.as_ref(), &e),
+                };
+                self.send(msg).await?;
+                Ok(false)
+            }
+            Some("read") => {
+                let peer = m
+                    .get("peer")
+                    .and_then(Value::as_str)
+                    .map(str::to_ascii_lowercase);
+                let msg = match peer {
+                    Some(peer) => match self
+                        .state
+                        .store()
+                        .mark_read(self.app.key, &self.user, &peer)
+                        .await
+                    {
+                        Ok(_) => {
+                            let mut v = json!({"op": "read_ok", "peer": peer});
+                            if let Some(r) = &r#ref {
+                                v["ref"] = r.clone();
+                            }
+                            frame(v)
+                        }
+                        Err(e) => error_frame(r#ref.as_ref(), &ApiError::from(e)),
+                    },
+                    None => error_frame(r#ref.as_ref(), &protocol_error("read needs a peer")),
+                };
+                self.send(msg).await?;
+                Ok(false)
+            }
+            Some("ping") => {
+                self.send(frame(json!({"op": "pong"}))).await?;
+                Ok(false)
+            }
+            _ => {
+                self.send(error_frame(r#ref.as_ref(), &protocol_error("unknown op")))
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// A one-to-one message from a device: the REST request's fields, with
+/// `from` always the connected user.
+async fn client_send(
+    state: &ApiState,
+    app: &AppRecord,
+    user: &str,
+    device: &str,
+    mut m: serde_json::Map<String, Value>,
+) -> Result<Value, ApiError> {
+    m.insert("from".into(), Value::String(user.to_string()));
+    let req = check_send_object(&mut m, &app.settings.limits)?;
+    let accepted = state
+        .pipeline
+        .send(app, req, Source::Device(device.to_string()))
+        .await?;
+    Ok(Value::Object(
+        accepted
+            .into_iter()
+            .map(|a| (a.to, Value::String(a.msg_id.to_string())))
+            .collect(),
+    ))
+}
+
+fn message_frame(e: &InboxEntry) -> Message {
+    frame(json!({"op": "msg", "seq": e.seq, "message": message_record(e)}))
+}
+
+async fn close_socket(mut socket: WebSocket, code: u16, reason: &str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_string().into(),
+        })))
+        .await;
+}
+
+/// Waits for the `auth` frame and checks it: a user token of this app.
+async fn authenticate(
+    state: &ApiState,
+    app: &AppRecord,
+    socket: &mut WebSocket,
+) -> Result<(String, String), ApiError> {
+    loop {
+        let Some(Ok(msg)) = socket.recv().await else {
+            return Err(protocol_error("connection closed before auth"));
+        };
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            _ => return Err(protocol_error("the first frame must be a JSON auth frame")),
+        };
+        let v: Value = serde_json::from_str(text.as_str())
+            .map_err(|_| protocol_error("the first frame must be a JSON auth frame"))?;
+        if v["op"] != "auth" {
+            return Err(protocol_error(
+                "the first frame must be {\"op\":\"auth\",…}",
+            ));
+        }
+        let token = v["token"].as_str().unwrap_or("");
+        let user = match bearer_principal(state, app, token).map_err(ApiError::from_auth)? {
+            Principal::User(u) => u,
+            Principal::App => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden_op",
+                    "Client connections need a user token",
+                    "ForbiddenOpException",
+                ))
+            }
+        };
+        // A client may name the user it expects; it must be the token's.
+        if let Some(claimed) = v.get("user").and_then(Value::as_str) {
+            if !claimed.eq_ignore_ascii_case(&user) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden_op",
+                    "The token does not belong to this user",
+                    "ForbiddenOpException",
+                ));
+            }
+        }
+        let device = match v.get("device") {
+            None | Some(Value::Null) => format!("web_{}", chatd_core::ids::random_token(12)),
+            Some(Value::String(d)) if is_device_id(d) => d.clone(),
+            Some(_) => {
+                return Err(protocol_error(
+                    "device must be 1 to 64 characters of [A-Za-z0-9_.-]",
+                ))
+            }
+        };
+        return Ok((user, device));
+    }
+}

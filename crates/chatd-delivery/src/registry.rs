@@ -1,0 +1,222 @@
+//! Who is connected: devices per user, the device limit, and kicks.
+
+use crate::InboxKey;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// Why the server ends a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// The same device connected again.
+    Replaced,
+    /// A newer device took the slot (the user is over the device limit).
+    TooManyDevices,
+    /// An administrator forced the user or device offline.
+    Disconnected,
+}
+
+/// One connected device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub device: String,
+    pub conn_id: u64,
+    pub connected_at_ms: i64,
+    /// Which client protocol it speaks (`json`, `msync`).
+    pub protocol: &'static str,
+}
+
+struct Slot {
+    info: DeviceInfo,
+    kick: Option<oneshot::Sender<Kick>>,
+}
+
+/// The devices connected to this process.
+#[derive(Default)]
+pub struct Connections {
+    users: Mutex<HashMap<InboxKey, Vec<Slot>>>,
+    next_id: AtomicU64,
+}
+
+/// A live connection's place in the registry; dropping it unregisters.
+pub struct Registration {
+    registry: Arc<Connections>,
+    pub key: InboxKey,
+    pub info: DeviceInfo,
+    /// Fires when the server wants this connection closed.
+    pub kicked: oneshot::Receiver<Kick>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.remove(&self.key, self.info.conn_id);
+    }
+}
+
+impl Connections {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Registers a device. The same device connected elsewhere is replaced;
+    /// past `max_devices`, the longest-connected device is kicked.
+    pub fn register(
+        self: &Arc<Self>,
+        key: &InboxKey,
+        device: &str,
+        protocol: &'static str,
+        max_devices: usize,
+    ) -> Registration {
+        let (tx, rx) = oneshot::channel();
+        let info = DeviceInfo {
+            device: device.to_string(),
+            conn_id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            connected_at_ms: chatd_core::clock::now_ms(),
+            protocol,
+        };
+        {
+            let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+            let slots = users.entry(key.clone()).or_default();
+            slots.retain_mut(|s| {
+                if s.info.device == device {
+                    kick(s, Kick::Replaced);
+                    false
+                } else {
+                    true
+                }
+            });
+            while !slots.is_empty() && slots.len() >= max_devices.max(1) {
+                let mut oldest = slots.remove(0);
+                kick(&mut oldest, Kick::TooManyDevices);
+            }
+            slots.push(Slot {
+                info: info.clone(),
+                kick: Some(tx),
+            });
+        }
+        metrics::gauge!("chatd_connections").increment(1.0);
+        Registration {
+            registry: self.clone(),
+            key: key.clone(),
+            info,
+            kicked: rx,
+        }
+    }
+
+    fn remove(&self, key: &InboxKey, conn_id: u64) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slots) = users.get_mut(key) {
+            slots.retain(|s| s.info.conn_id != conn_id);
+            if slots.is_empty() {
+                users.remove(key);
+            }
+        }
+        metrics::gauge!("chatd_connections").decrement(1.0);
+    }
+
+    /// Connected devices of every user.
+    pub fn total(&self) -> usize {
+        self.users
+            .lock()
+            .map(|u| u.values().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
+    pub fn is_online(&self, key: &InboxKey) -> bool {
+        self.users
+            .lock()
+            .map(|u| u.get(key).is_some_and(|s| !s.is_empty()))
+            .unwrap_or(false)
+    }
+
+    pub fn devices(&self, key: &InboxKey) -> Vec<DeviceInfo> {
+        self.users
+            .lock()
+            .map(|u| {
+                u.get(key)
+                    .map(|s| s.iter().map(|s| s.info.clone()).collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Kicks every device of a user; returns how many.
+    pub fn disconnect_user(&self, key: &InboxKey) -> usize {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users.get_mut(key).map_or(0, |slots| {
+            slots
+                .iter_mut()
+                .map(|s| kick(s, Kick::Disconnected))
+                .filter(|kicked| *kicked)
+                .count()
+        })
+    }
+
+    /// Kicks one device; false if it is not connected.
+    pub fn disconnect_device(&self, key: &InboxKey, device: &str) -> bool {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kicked = false;
+        if let Some(slots) = users.get_mut(key) {
+            for s in slots.iter_mut().filter(|s| s.info.device == device) {
+                kicked |= kick(s, Kick::Disconnected);
+            }
+        }
+        kicked
+    }
+}
+
+fn kick(slot: &mut Slot, why: Kick) -> bool {
+    slot.kick.take().is_some_and(|tx| tx.send(why).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(u: &str) -> InboxKey {
+        InboxKey {
+            app: 1,
+            user: u.into(),
+        }
+    }
+
+    #[test]
+    fn device_limit_kicks_the_oldest_and_same_device_replaces() {
+        let c = Connections::new();
+        let mut a = c.register(&key("u"), "a", "json", 2);
+        let mut b = c.register(&key("u"), "b", "json", 2);
+        assert_eq!(c.devices(&key("u")).len(), 2);
+        let _c3 = c.register(&key("u"), "c", "json", 2);
+        assert_eq!(a.kicked.try_recv(), Ok(Kick::TooManyDevices));
+        let _b2 = c.register(&key("u"), "b", "json", 2);
+        assert_eq!(b.kicked.try_recv(), Ok(Kick::Replaced));
+        let names: Vec<String> = c.devices(&key("u")).into_iter().map(|d| d.device).collect();
+        assert_eq!(names, vec!["c", "b"]);
+        drop(a);
+        drop(b);
+        assert_eq!(
+            c.devices(&key("u")).len(),
+            2,
+            "kicked slots were already removed"
+        );
+    }
+
+    #[test]
+    fn presence_and_disconnects() {
+        let c = Connections::new();
+        assert!(!c.is_online(&key("u")));
+        let mut r1 = c.register(&key("u"), "a", "json", 4);
+        let mut r2 = c.register(&key("u"), "b", "json", 4);
+        assert!(c.is_online(&key("u")));
+        assert!(c.disconnect_device(&key("u"), "b"));
+        assert_eq!(r2.kicked.try_recv(), Ok(Kick::Disconnected));
+        assert!(r1.kicked.try_recv().is_err());
+        assert_eq!(c.disconnect_user(&key("u")), 1);
+        assert_eq!(r1.kicked.try_recv(), Ok(Kick::Disconnected));
+        drop(r1);
+        drop(r2);
+        assert!(!c.is_online(&key("u")));
+        assert!(!c.disconnect_device(&key("u"), "a"));
+    }
+}
