@@ -156,3 +156,49 @@ async fn the_window_bounds_unacknowledged_messages() {
         bob.next_message(WAIT).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_and_loses_nothing() {
+    let server = TestServer::start_with(&[
+        ("CHATD_DELIVERY_WINDOW", "100000"),
+        ("CHATD_CLIENT_WRITE_SECS", "1"),
+    ]);
+    let admin = server.admin();
+    // Authenticates, then never reads again.
+    let stalled = connect(&server, "slow", "phone").await;
+    let big = "x".repeat(4500);
+    let mut sent = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let gone = loop {
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let admin = admin.clone();
+                let big = big.clone();
+                tokio::spawn(async move { admin.send_text("alice", &["slow"], &big).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+            sent += 1;
+        }
+        let r = admin
+            .call(reqwest::Method::GET, "/users/slow/resources", None)
+            .await
+            .unwrap();
+        if r.body["data"].as_array().unwrap().is_empty() {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+    };
+    assert!(gone, "the stalled connection was not closed after {sent} messages");
+    drop(stalled);
+    // Everything is still there for the next connection.
+    let mut again = connect(&server, "slow", "phone").await;
+    for _ in 0..sent {
+        let (seq, _) = again.next_message(WAIT).await.unwrap();
+        again.ack(seq).await.unwrap();
+    }
+    assert_quiet(&mut again, 200).await;
+}
