@@ -138,8 +138,9 @@ impl Default for Config {
 #[error("configuration error: {0}")]
 pub struct ConfigError(#[from] Box<figment::Error>);
 
-/// Environment variables that select the file or are read elsewhere, not keys.
-const NOT_KEYS: &[&str] = &["CONFIG", "LOG"];
+/// Environment variables that select the file or are read elsewhere (the
+/// log filter, the client commands' token), not keys.
+const NOT_KEYS: &[&str] = &["CONFIG", "LOG", "TOKEN"];
 
 impl Config {
     /// Loads defaults, then `file` (if any), then `CHATD_*` variables.
@@ -186,6 +187,8 @@ mod tests {
             jail.set_env("CHATD_RATE_CALLS_PER_SEC", "0");
             jail.set_env("CHATD_PUBLIC_URL", "https://chat.example.com/");
             jail.set_env("CHATD_CONFIG", "ignored-here");
+            jail.set_env("CHATD_TOKEN", "read by the client commands");
+            jail.set_env("CHATD_LOG", "debug");
             let c = Config::load(Some(Path::new("chatd.toml"))).expect("loads");
             assert_eq!(c.listen, "0.0.0.0:9000");
             assert_eq!(c.rate_calls_per_sec, 0);
