@@ -1,9 +1,8 @@
 //! History of one-to-one conversations, and conversation lists.
 
-use crate::auth::{check_call_rate, require_app, require_app_or_user};
 use crate::body::{read_json_body, ContentTypePolicy};
 use crate::error::ApiError;
-use crate::routes::users::{canonical, envelope};
+use crate::routes::{envelope, user_call, Allowed, UserPath};
 use crate::state::ApiState;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -23,11 +22,6 @@ pub const HISTORY_PAGE_MAX: usize = 100;
 pub const CONVERSATIONS_MAX: usize = 100;
 
 #[derive(Deserialize)]
-pub struct UserPath {
-    username: String,
-}
-
-#[derive(Deserialize)]
 pub struct HistoryQuery {
     peer: Option<String>,
     limit: Option<usize>,
@@ -44,9 +38,14 @@ pub async fn history(
     Query(q): Query<HistoryQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_app_or_user(&state, &app, &headers, &path.username)?;
-    check_call_rate(&state, &app, "history")?;
-    let user = canonical(&path.username)?;
+    let user = user_call(
+        &state,
+        &app,
+        &headers,
+        &path.username,
+        Allowed::AppOrSelf,
+        "history",
+    )?;
     let peer = q
         .peer
         .as_deref()
@@ -85,9 +84,14 @@ pub async fn conversations(
     Path(path): Path<UserPath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_app_or_user(&state, &app, &headers, &path.username)?;
-    check_call_rate(&state, &app, "users")?;
-    let user = canonical(&path.username)?;
+    let user = user_call(
+        &state,
+        &app,
+        &headers,
+        &path.username,
+        Allowed::AppOrSelf,
+        "users",
+    )?;
     let list = state
         .store()
         .conversations(app.key, &user, CONVERSATIONS_MAX)
@@ -120,9 +124,14 @@ pub async fn delete_conversation(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_app(&state, &app, &headers)?;
-    check_call_rate(&state, &app, "users")?;
-    let user = canonical(&path.username)?;
+    let user = user_call(
+        &state,
+        &app,
+        &headers,
+        &path.username,
+        Allowed::App,
+        "users",
+    )?;
     let raw = read_json_body(
         &headers,
         body,

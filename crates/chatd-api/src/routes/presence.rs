@@ -1,12 +1,12 @@
 //! Presence and connections: status, online devices, force-disconnect, and
 //! the delivery state of offline messages.
 
-use crate::auth::{check_call_rate, require_app};
 use crate::body::{read_json_body, ContentTypePolicy};
 use crate::envelope::elapsed_ms;
 use crate::error::ApiError;
-use crate::routes::resource_uri;
-use crate::routes::users::{canonical, envelope};
+use crate::routes::{
+    admin_call, data_envelope, envelope, resource_uri, user_call, Allowed, UserPath,
+};
 use crate::state::ApiState;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -22,11 +22,6 @@ use std::sync::Arc;
 
 /// Most users in one batch status query.
 pub const MAX_STATUS_BATCH: usize = 100;
-
-#[derive(Deserialize)]
-pub struct UserPath {
-    username: String,
-}
 
 #[derive(Deserialize)]
 pub struct MessagePath {
@@ -62,13 +57,15 @@ pub async fn status(
     Path(path): Path<UserPath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_app(&state, &app, &headers)?;
-    check_call_rate(&state, &app, "users")?;
+    admin_call(&state, &app, &headers, "users")?;
     let name = path.username.to_ascii_lowercase();
-    let mut out = envelope(&state, &app, "get", &format!("/{name}/status"));
-    out["entities"] = json!([]);
-    out["data"] = json!({ &path.username: online_word(&state, &app, &name) });
-    out["count"] = json!(0);
+    let out = data_envelope(
+        &state,
+        &app,
+        "get",
+        &format!("/{name}/status"),
+        json!({ &path.username: online_word(&state, &app, &name) }),
+    );
     Ok(Json(out).into_response())
 }
 
@@ -79,8 +76,7 @@ pub async fn batch_status(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_app(&state, &app, &headers)?;
-    check_call_rate(&state, &app, "users")?;
+    admin_call(&state, &app, &headers, "users")?;
     let raw = read_json_body(
         &headers,
         body,
@@ -120,9 +116,14 @@ pub async fn resources(
     Path(path): Path<UserPath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_app(&state, &app, &headers)?;
-    check_call_rate(&state, &app, "users")?;
-    let name = canonical(&path.username)?;
+    let name = user_call(
+        &state,
+        &app,
+        &headers,
+        &path.username,
+        Allowed::App,
+        "users",
+    )?;
     let devices = state
         .pipeline
         .delivery()
@@ -154,18 +155,26 @@ pub async fn disconnect_user(
     Path(path): Path<UserPath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_app(&state, &app, &headers)?;
-    check_call_rate(&state, &app, "users")?;
-    let name = canonical(&path.username)?;
+    let name = user_call(
+        &state,
+        &app,
+        &headers,
+        &path.username,
+        Allowed::App,
+        "users",
+    )?;
     let kicked = state
         .pipeline
         .delivery()
         .connections()
         .disconnect_user(&key(&app, &name));
-    let mut out = envelope(&state, &app, "get", &format!("/{name}/disconnect"));
-    out["entities"] = json!([]);
-    out["data"] = json!({"result": kicked > 0});
-    out["count"] = json!(0);
+    let out = data_envelope(
+        &state,
+        &app,
+        "get",
+        &format!("/{name}/disconnect"),
+        json!({"result": kicked > 0}),
+    );
     Ok(Json(out).into_response())
 }
 
@@ -176,9 +185,14 @@ pub async fn disconnect_device(
     Path(path): Path<DevicePath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_app(&state, &app, &headers)?;
-    check_call_rate(&state, &app, "users")?;
-    let name = canonical(&path.username)?;
+    let name = user_call(
+        &state,
+        &app,
+        &headers,
+        &path.username,
+        Allowed::App,
+        "users",
+    )?;
     let kicked = state
         .pipeline
         .delivery()
@@ -203,8 +217,7 @@ pub async fn offline_msg_status(
     Path(path): Path<MessagePath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_app(&state, &app, &headers)?;
-    check_call_rate(&state, &app, "users")?;
+    admin_call(&state, &app, &headers, "users")?;
     let name = normalize_username(&path.username).map_err(|_| ApiError::user_not_found())?;
     let msg_id: u64 = path.msg_id.parse().map_err(|_| {
         ApiError::illegal_argument(format!("msg_id {} is not a message id", path.msg_id))

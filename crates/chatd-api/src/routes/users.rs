@@ -1,10 +1,9 @@
 //! `POST …/users`, `GET` and `DELETE …/users/{username}`.
 
-use crate::auth::{check_call_rate, require_app, require_app_or_user};
+use crate::auth::{check_call_rate, require_app};
 use crate::body::{read_json_body, ContentTypePolicy};
-use crate::envelope::elapsed_ms;
 use crate::error::ApiError;
-use crate::routes::resource_uri;
+use crate::routes::{data_envelope, envelope, user_call, Allowed, UserPath};
 use crate::state::ApiState;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -14,18 +13,12 @@ use axum::{Extension, Json};
 use chatd_core::user::{normalize_username, UsernameProblem, MAX_NICKNAME_BYTES};
 use chatd_core::{AppRecord, NewUser, UserRecord};
 use chatd_storage::UserInsert;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Most users registered by one request.
 pub const MAX_USERS_PER_REQUEST: usize = 60;
-
-#[derive(Deserialize)]
-pub struct UserPath {
-    username: String,
-}
 
 /// A user as the API shows it.
 pub fn user_entity(u: &UserRecord) -> Value {
@@ -41,21 +34,6 @@ pub fn user_entity(u: &UserRecord) -> Value {
         e["nickname"] = json!(n);
     }
     e
-}
-
-pub(crate) fn envelope(
-    state: &ApiState,
-    app: &AppRecord,
-    action: &str,
-    path_suffix: &str,
-) -> Value {
-    json!({
-        "action": action,
-        "path": "/users",
-        "uri": resource_uri(&state.public_url, app, &format!("/users{path_suffix}")),
-        "timestamp": chatd_core::clock::now_ms(),
-        "duration": elapsed_ms(),
-    })
 }
 
 struct Registration {
@@ -215,19 +193,20 @@ pub async fn create(
     Ok(Json(out).into_response())
 }
 
-pub(crate) fn canonical(username: &str) -> Result<String, ApiError> {
-    normalize_username(username).map_err(|_| ApiError::user_not_found())
-}
-
 pub async fn get_one(
     State(state): State<Arc<ApiState>>,
     Extension(app): Extension<Arc<AppRecord>>,
     Path(path): Path<UserPath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_app_or_user(&state, &app, &headers, &path.username)?;
-    check_call_rate(&state, &app, "users")?;
-    let name = canonical(&path.username)?;
+    let name = user_call(
+        &state,
+        &app,
+        &headers,
+        &path.username,
+        Allowed::AppOrSelf,
+        "users",
+    )?;
     let user = state
         .store()
         .get_user(app.key, &name)
@@ -245,9 +224,14 @@ pub async fn delete_one(
     Path(path): Path<UserPath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_app(&state, &app, &headers)?;
-    check_call_rate(&state, &app, "users")?;
-    let name = canonical(&path.username)?;
+    let name = user_call(
+        &state,
+        &app,
+        &headers,
+        &path.username,
+        Allowed::App,
+        "users",
+    )?;
     let user = state
         .store()
         .delete_user(app.key, &name)
@@ -266,13 +250,21 @@ pub async fn offline_msg_count(
     Path(path): Path<UserPath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_app(&state, &app, &headers)?;
-    check_call_rate(&state, &app, "users")?;
-    let name = canonical(&path.username)?;
+    let name = user_call(
+        &state,
+        &app,
+        &headers,
+        &path.username,
+        Allowed::App,
+        "users",
+    )?;
     let count = state.store().offline_count(app.key, &name).await?;
-    let mut out = envelope(&state, &app, "get", &format!("/{name}/offline_msg_count"));
-    out["entities"] = json!([]);
-    out["data"] = json!({ name: count });
-    out["count"] = json!(0);
+    let out = data_envelope(
+        &state,
+        &app,
+        "get",
+        &format!("/{name}/offline_msg_count"),
+        json!({ &name: count }),
+    );
     Ok(Json(out).into_response())
 }
