@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test of the project: unit tests, and integration tests that
-# start the real server on free ports and talk to it over real sockets.
+# Runs every test of the project:
+#  1. the Rust tests: unit tests, and integration tests that start the real
+#     server on free ports and talk to it over real sockets;
+#  2. the web page's end-to-end tests in headless Chromium (scripts/web-test.sh
+#     installs Chromium and playwright-core when they are missing).
+# Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --all-targets "$@"
+./scripts/web-test.sh

@@ -16,6 +16,7 @@ pub mod routes;
 pub mod state;
 
 pub use apps::AppRegistry;
+pub use chatd_web::DefaultAppInfo;
 pub use state::ApiState;
 
 use axum::middleware::{from_fn, from_fn_with_state};
@@ -67,20 +68,47 @@ fn app_routes() -> Router<Arc<ApiState>> {
             delete(routes::history::delete_conversation),
         )
         .route("/ws", get(routes::ws::connect))
+        // The official client SDKs' REST calls (routes/sdk.rs).
+        .route(
+            "/users/{username}/messageroaming",
+            post(routes::sdk::message_roaming),
+        )
+        .route(
+            "/sdk/user/{username}/user_channels/list",
+            get(routes::sdk::conversations),
+        )
+}
+
+/// CORS for browsers (the Web SDK calls the REST API from pages of other
+/// origins): any origin, the requested method and headers (a wildcard
+/// would not cover `Authorization`). No cookies are involved: tokens travel
+/// in headers.
+fn cors() -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowHeaders, AllowMethods, Any, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(std::time::Duration::from_secs(86_400))
 }
 
 /// The whole HTTP API.
-pub fn router(state: Arc<ApiState>) -> Router {
+pub fn router(state: Arc<ApiState>, web: DefaultAppInfo) -> Router {
     let by_id = app_routes().route_layer(from_fn_with_state(state.clone(), apps::resolve_by_id));
     let by_name =
         app_routes().route_layer(from_fn_with_state(state.clone(), apps::resolve_by_name));
     Router::new()
         .route("/health", get(routes::system::health))
         .route("/metrics", get(routes::system::metrics))
+        // msync, the official client SDKs' protocol, at the root as they
+        // connect (routes/msync.rs).
+        .route("/websocket", get(routes::msync::connect))
+        .merge(chatd_web::router(web))
         .nest("/app-id/{app_id}", by_id)
         .nest("/{org_name}/{app_name}", by_name)
         .fallback(routes::system::not_found)
         .method_not_allowed_fallback(routes::system::method_not_allowed)
         .layer(from_fn(observe::observe))
+        .layer(cors())
         .with_state(state)
 }

@@ -3,6 +3,7 @@
 use crate::accesstoken2::{self, ChatPrivilege, TokenError};
 use crate::issued::{self, IssuedError, IssuedKind};
 use quick_cache::sync::Cache;
+use std::sync::Arc;
 
 /// Who a token speaks for, within its app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +44,6 @@ pub struct AppKeys<'a> {
     pub app_certificate: &'a str,
 }
 
-#[derive(Clone)]
 struct CacheEntry {
     app_id: String,
     app_certificate: String,
@@ -51,7 +51,9 @@ struct CacheEntry {
 }
 
 pub struct Authenticator {
-    cache: Cache<String, CacheEntry>,
+    /// Entries are shared: a hit costs a reference count, not copies of the
+    /// app's keys.
+    cache: Cache<String, Arc<CacheEntry>>,
 }
 
 impl Authenticator {
@@ -80,7 +82,7 @@ impl Authenticator {
                     self.cache.remove(token);
                     return Err(AuthError::Expired);
                 }
-                return Ok(hit.verified);
+                return Ok(hit.verified.clone());
             }
         }
         let verified = verify_uncached(token, keys, now_secs)?;
@@ -88,11 +90,11 @@ impl Authenticator {
         // faster than it could by sending good ones.
         self.cache.insert(
             token.to_string(),
-            CacheEntry {
+            Arc::new(CacheEntry {
                 app_id: keys.app_id.to_string(),
                 app_certificate: keys.app_certificate.to_string(),
                 verified: verified.clone(),
-            },
+            }),
         );
         Ok(verified)
     }

@@ -12,7 +12,7 @@
 pub mod registry;
 pub mod session;
 
-pub use registry::{Connections, DeviceInfo, Kick, Registration};
+pub use registry::{Connections, DeviceInfo, Kick, Receipt, ReceiptKind, Registration};
 pub use session::DeviceSession;
 
 use std::collections::HashMap;

@@ -1,10 +1,11 @@
-//! Who is connected: devices per user, the device limit, and kicks.
+//! Who is connected: devices per user, the device limit, kicks, and live
+//! receipts.
 
 use crate::InboxKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// Why the server ends a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +28,39 @@ pub struct DeviceInfo {
     pub protocol: &'static str,
 }
 
+/// What a receipt acknowledges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    /// The message reached a device of its recipient.
+    Delivered,
+    /// The recipient read the message.
+    Read,
+    /// The recipient read the whole conversation.
+    ConversationRead,
+}
+
+/// A recipient's acknowledgement, relayed live to the sender's connected
+/// devices that asked for receipts. Receipts are not stored: a sender with
+/// no such device connected at that moment does not get it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub kind: ReceiptKind,
+    /// The recipient, who acknowledged.
+    pub reader: String,
+    /// The acknowledged message (`None` for a whole conversation).
+    pub msg_id: Option<u64>,
+    /// The receipt's own id.
+    pub id: u64,
+    pub timestamp_ms: i64,
+}
+
+/// Receipts buffered per connection; past this, new ones are dropped.
+const RECEIPT_BUFFER: usize = 256;
+
 struct Slot {
     info: DeviceInfo,
     kick: Option<oneshot::Sender<Kick>>,
+    receipts: Option<mpsc::Sender<Receipt>>,
 }
 
 /// The devices connected to this process.
@@ -46,6 +77,9 @@ pub struct Registration {
     pub info: DeviceInfo,
     /// Fires when the server wants this connection closed.
     pub kicked: oneshot::Receiver<Kick>,
+    /// Receipts for this user's messages, for connections registered with
+    /// [`Connections::register_with_receipts`].
+    pub receipts: Option<mpsc::Receiver<Receipt>>,
 }
 
 impl Drop for Registration {
@@ -68,7 +102,36 @@ impl Connections {
         protocol: &'static str,
         max_devices: usize,
     ) -> Registration {
+        self.register_device(key, device, protocol, max_devices, false)
+    }
+
+    /// [`Connections::register`], for a connection that also takes the
+    /// receipts of its user's messages ([`Connections::send_receipt`]).
+    pub fn register_with_receipts(
+        self: &Arc<Self>,
+        key: &InboxKey,
+        device: &str,
+        protocol: &'static str,
+        max_devices: usize,
+    ) -> Registration {
+        self.register_device(key, device, protocol, max_devices, true)
+    }
+
+    fn register_device(
+        self: &Arc<Self>,
+        key: &InboxKey,
+        device: &str,
+        protocol: &'static str,
+        max_devices: usize,
+        receipts: bool,
+    ) -> Registration {
         let (tx, rx) = oneshot::channel();
+        let (receipts_tx, receipts_rx) = if receipts {
+            let (t, r) = mpsc::channel(RECEIPT_BUFFER);
+            (Some(t), Some(r))
+        } else {
+            (None, None)
+        };
         let info = DeviceInfo {
             device: device.to_string(),
             conn_id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
@@ -93,6 +156,7 @@ impl Connections {
             slots.push(Slot {
                 info: info.clone(),
                 kick: Some(tx),
+                receipts: receipts_tx,
             });
         }
         metrics::gauge!("chatd_connections").increment(1.0);
@@ -101,7 +165,21 @@ impl Connections {
             key: key.clone(),
             info,
             kicked: rx,
+            receipts: receipts_rx,
         }
+    }
+
+    /// Hands a receipt to every connected device of `key` (the message's
+    /// sender) that takes receipts; returns how many got it.
+    pub fn send_receipt(&self, key: &InboxKey, receipt: &Receipt) -> usize {
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users.get(key).map_or(0, |slots| {
+            slots
+                .iter()
+                .filter_map(|s| s.receipts.as_ref())
+                .filter(|tx| tx.try_send(receipt.clone()).is_ok())
+                .count()
+        })
     }
 
     fn remove(&self, key: &InboxKey, conn_id: u64) {
@@ -200,6 +278,24 @@ mod tests {
             2,
             "kicked slots were already removed"
         );
+    }
+
+    #[test]
+    fn receipts_reach_the_devices_that_take_them() {
+        let c = Connections::new();
+        let mut sdk = c.register_with_receipts(&key("u"), "a", "msync", 4);
+        let json = c.register(&key("u"), "b", "json", 4);
+        assert!(json.receipts.is_none());
+        let r = Receipt {
+            kind: ReceiptKind::Read,
+            reader: "v".into(),
+            msg_id: Some(7),
+            id: 8,
+            timestamp_ms: 9,
+        };
+        assert_eq!(c.send_receipt(&key("u"), &r), 1);
+        assert_eq!(sdk.receipts.as_mut().unwrap().try_recv(), Ok(r.clone()));
+        assert_eq!(c.send_receipt(&key("nobody"), &r), 0);
     }
 
     #[test]

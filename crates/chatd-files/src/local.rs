@@ -388,11 +388,14 @@ impl FileStore for LocalFileStore {
         let uuid = chatd_core::ids::uuid_v4_string();
         let tmp = self.inner.tmp.join(format!("{uuid}.part"));
         let tmp_thumbnail = self.inner.tmp.join(format!("{uuid}.thumb.part"));
-        let file = tokio::fs::OpenOptions::new()
+        let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .await?;
+        // tokio copies each write into a buffer of its own (2 MiB at most by
+        // default) that lives as long as the file: keep it to one chunk.
+        file.set_max_buf_size(IO_BUFFER);
         Ok(Box::new(LocalWriter {
             inner: self.inner.clone(),
             app_key,

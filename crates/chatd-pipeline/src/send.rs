@@ -143,47 +143,63 @@ impl Pipeline {
             }
         }
         let timestamp_ms = chatd_core::clock::now_ms();
+        // What the notifications need once the message is stored: the
+        // recipients, and the content only if a push may be built from it.
+        let recipients_after = recipients.clone();
+        let push_content =
+            (self.offline.is_some() && !req.options.ignore_notification).then(|| {
+                (
+                    req.from.clone(),
+                    req.body.clone(),
+                    req.ext.clone(),
+                    req.options.clone(),
+                )
+            });
+        let msg_type = req.msg_type;
         let msg = NewMessage {
             app: app.key,
             from: req.from,
             recipients,
-            msg_type: req.msg_type,
+            msg_type,
             body: req.body,
             ext: req.ext,
             timestamp_ms,
             options: req.options,
             conversations,
         };
-        let stored = self.store.append_message(msg.clone()).await?;
+        let stored = self.store.append_message(msg).await?;
         metrics::counter!("chatd_messages_accepted_total").increment(u64::from(n));
 
-        for (r, s) in msg.recipients.iter().zip(&stored) {
+        for (r, s) in recipients_after.into_iter().zip(&stored) {
             let key = InboxKey {
                 app: app.key,
-                user: r.owner.clone(),
+                user: r.owner,
             };
             self.delivery.notify(&key, s.seq);
-            if r.kind == EntryKind::Incoming && !msg.options.ignore_notification {
-                if let Some(sink) = &self.offline {
-                    if !self.delivery.is_online(&key) {
-                        sink.offline_message(
-                            app,
-                            &InboxEntry {
-                                seq: s.seq,
-                                msg_id: r.msg_id,
-                                owner: r.owner.clone(),
-                                from: msg.from.clone(),
-                                to: r.to.clone(),
-                                kind: r.kind,
-                                msg_type: msg.msg_type,
-                                body: msg.body.clone(),
-                                ext: msg.ext.clone(),
-                                timestamp_ms,
-                                options: msg.options.clone(),
-                            },
-                        );
-                    }
-                }
+            if r.kind != EntryKind::Incoming {
+                continue;
+            }
+            let (Some(sink), Some((from, body, ext, options))) = (&self.offline, &push_content)
+            else {
+                continue;
+            };
+            if !self.delivery.is_online(&key) {
+                sink.offline_message(
+                    app,
+                    &InboxEntry {
+                        seq: s.seq,
+                        msg_id: r.msg_id,
+                        owner: key.user,
+                        from: from.clone(),
+                        to: r.to,
+                        kind: r.kind,
+                        msg_type,
+                        body: body.clone(),
+                        ext: ext.clone(),
+                        timestamp_ms,
+                        options: options.clone(),
+                    },
+                );
             }
         }
         Ok(accepted)

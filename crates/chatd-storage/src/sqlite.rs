@@ -7,6 +7,12 @@
 //! callers. Under load this batches many sends into one fsync; idle, a lone
 //! request is committed at once. Reads use a small pool of read-only
 //! connections, which WAL lets run beside the writer.
+//!
+//! Checkpoints (copying the log back into the database file, with its own
+//! fsync) do not run inside the writer's commits, where they would stall
+//! every waiting sender: a checkpointer thread runs them beside the writer,
+//! and the writer only finishes the tail of one when the log has grown
+//! large, so that the log can start over from its beginning.
 
 use crate::model::{Conversation, UserInsert};
 use crate::{Result, StorageError, Store};
@@ -17,8 +23,9 @@ use chatd_core::{
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 const SCHEMA: &str = r#"
@@ -128,6 +135,19 @@ impl SqliteOptions {
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
+/// Page cache of the writer connection, KiB: the inbox indexes are written
+/// at random places, and pages read again from the OS cost a system call
+/// each.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// Page cache of each read-only connection, KiB.
+const READER_CACHE_KIB: i64 = 16 * 1024;
+/// How often the checkpointer copies the log into the database.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+/// Log frames (pages) past which the writer completes a checkpoint itself
+/// between two transactions, so that the log restarts from its beginning
+/// instead of growing while writes never pause (~32 MiB of 4 KiB pages).
+const WAL_RESTART_FRAMES: u64 = 8_000;
+
 enum WriteOp {
     UpsertApp(AppRecord, Reply<AppRecord>),
     CreateUsers(i64, Vec<NewUser>, Reply<Vec<UserInsert>>),
@@ -156,6 +176,10 @@ impl SqliteStore {
         // FULL: in WAL mode this fsyncs the log at every commit, which is what
         // makes a 200 mean "on disk".
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Checkpoints run on the checkpointer thread, not inside commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        conn.set_prepared_statement_cache_capacity(64);
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
 
@@ -166,14 +190,16 @@ impl SqliteStore {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             r.busy_timeout(std::time::Duration::from_secs(5))?;
+            r.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
             readers.push(r);
         }
 
+        let checkpointer = Checkpointer::start(&opts.path)?;
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let max_batch = opts.max_batch.max(1);
         let handle = std::thread::Builder::new()
             .name("chatd-sqlite-writer".into())
-            .spawn(move || Writer::new(conn).run(rx, max_batch))?;
+            .spawn(move || Writer::new(conn, checkpointer).run(rx, max_batch))?;
         Ok(Self {
             writer: tx,
             readers: Arc::new(ReadPool::new(readers)),
@@ -614,10 +640,70 @@ fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Pending {
     })
 }
 
+/// Copies the log into the database beside the writer: a connection of its
+/// own running passive checkpoints, which never block the writer.
+struct Checkpointer {
+    stop: Arc<AtomicBool>,
+    /// Frames in the log at the last checkpoint.
+    frames: Arc<AtomicU64>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &std::path::Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let frames = Arc::new(AtomicU64::new(0));
+        let (s, f) = (stop.clone(), frames.clone());
+        let handle = std::thread::Builder::new()
+            .name("chatd-sqlite-checkpoint".into())
+            .spawn(move || {
+                while !s.load(Ordering::Acquire) {
+                    std::thread::park_timeout(CHECKPOINT_INTERVAL);
+                    if s.load(Ordering::Acquire) {
+                        break;
+                    }
+                    match passive_checkpoint(&conn) {
+                        Ok(log) => f.store(log, Ordering::Relaxed),
+                        Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop,
+            frames,
+            handle: Some(handle),
+        })
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Runs a passive checkpoint; returns the frames in the log.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
+        .map(|log| log.max(0) as u64)
+}
+
 struct Writer {
     conn: Connection,
     /// Last inbox sequence per (app, owner), so that appends need no read.
     seqs: HashMap<(i64, String), u64>,
+    checkpointer: Checkpointer,
 }
 
 /// Bound on the sequence cache; past it the cache starts over (a miss costs
@@ -625,10 +711,29 @@ struct Writer {
 const SEQ_CACHE_MAX: usize = 1_000_000;
 
 impl Writer {
-    fn new(conn: Connection) -> Self {
+    fn new(conn: Connection, checkpointer: Checkpointer) -> Self {
         Self {
             conn,
             seqs: HashMap::new(),
+            checkpointer,
+        }
+    }
+
+    /// Runs a statement through the statement cache (transaction control
+    /// statements would otherwise be parsed again at every request).
+    fn exec(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
+    }
+
+    /// When the log has grown large, completes a checkpoint between two
+    /// transactions (the checkpointer has done most of it), so that the next
+    /// transaction starts the log over.
+    fn restart_log_if_large(&mut self) {
+        if self.checkpointer.frames.load(Ordering::Relaxed) > WAL_RESTART_FRAMES {
+            if let Err(e) = passive_checkpoint(&self.conn) {
+                tracing::warn!(error = %e, "checkpoint failed");
+            }
+            self.checkpointer.frames.store(0, Ordering::Relaxed);
         }
     }
 
@@ -645,17 +750,18 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.restart_log_if_large();
             let started = Instant::now();
             let size = batch.len();
             let mut done: Vec<Pending> = Vec::with_capacity(size);
-            let begin = self.conn.execute_batch("BEGIN IMMEDIATE");
+            let begin = self.exec("BEGIN IMMEDIATE");
             for op in batch {
                 match op {
                     WriteOp::Close(tx) => closing = Some(tx),
                     op => done.push(self.apply(op)),
                 }
             }
-            let commit = begin.and_then(|_| self.conn.execute_batch("COMMIT"));
+            let commit = begin.and_then(|_| self.exec("COMMIT"));
             let commit_error = commit.err().map(|e| {
                 tracing::error!(error = %e, "storage batch commit failed");
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -677,6 +783,7 @@ impl Writer {
                 let _ = tx.send(());
             }
         }
+        self.checkpointer.shutdown();
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::warn!(error = %e, "final checkpoint failed");
         }
@@ -735,11 +842,14 @@ impl Writer {
     }
 
     fn savepoint<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        self.conn.execute_batch("SAVEPOINT op")?;
+        self.exec("SAVEPOINT op")?;
         let r = f(self);
         match &r {
-            Ok(_) => self.conn.execute_batch("RELEASE op")?,
-            Err(_) => self.conn.execute_batch("ROLLBACK TO op; RELEASE op")?,
+            Ok(_) => self.exec("RELEASE op")?,
+            Err(_) => {
+                self.exec("ROLLBACK TO op")?;
+                self.exec("RELEASE op")?;
+            }
         }
         r
     }

@@ -80,8 +80,62 @@ async fn open_files(config: &Config) -> anyhow::Result<Arc<dyn FileStore>> {
     Ok(Arc::new(store))
 }
 
+/// Raises the soft limit on open files to the hard limit: every client
+/// connection is a file descriptor, and the usual soft limit (1024) would
+/// cap a server at about a thousand clients.
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+))]
+fn raise_nofile_limit() {
+    #[repr(C)]
+    struct Rlimit {
+        cur: u64,
+        max: u64,
+    }
+    extern "C" {
+        fn getrlimit(resource: i32, rlim: *mut Rlimit) -> i32;
+        fn setrlimit(resource: i32, rlim: *const Rlimit) -> i32;
+    }
+    const RLIMIT_NOFILE: i32 = 7;
+    let mut lim = Rlimit { cur: 0, max: 0 };
+    // SAFETY: both calls only read or write the struct passed, whose layout
+    // is `struct rlimit` on these 64-bit Linux targets (two 64-bit rlim_t),
+    // where RLIMIT_NOFILE is 7.
+    unsafe {
+        if getrlimit(RLIMIT_NOFILE, &mut lim) == 0 && lim.cur < lim.max {
+            let want = Rlimit {
+                cur: lim.max,
+                max: lim.max,
+            };
+            if setrlimit(RLIMIT_NOFILE, &want) != 0 {
+                tracing::warn!(
+                    soft = lim.cur,
+                    hard = lim.max,
+                    "could not raise the open-file limit"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+)))]
+fn raise_nofile_limit() {}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     init_logging(&config);
+    raise_nofile_limit();
     let metrics = init_metrics()?;
     let store = open_store(&config)?;
     let default_app = ensure_default_app(store.as_ref(), &config).await?;
@@ -152,8 +206,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "chatd started");
 
+    let web = chatd_api::DefaultAppInfo {
+        org_name: default_app.app.org_name.clone(),
+        app_name: default_app.app.app_name.clone(),
+        app_id: default_app.app.app_id.clone(),
+    };
     let server =
-        axum::serve(listener, chatd_api::router(state)).with_graceful_shutdown(async move {
+        axum::serve(listener, chatd_api::router(state, web)).with_graceful_shutdown(async move {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         });

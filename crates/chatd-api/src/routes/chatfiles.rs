@@ -25,6 +25,7 @@ use axum::{Extension, Json};
 use chatd_core::AppRecord;
 use chatd_files::{canonical_uuid, FileError, FileWriter, Lookup, NewFile, Variant};
 use futures::StreamExt;
+use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -363,12 +364,17 @@ fn content_disposition(filename: &str, content_type: &str) -> HeaderValue {
     HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("attachment"))
 }
 
+#[derive(Deserialize)]
+pub struct FilePath {
+    uuid: String,
+}
+
 /// `GET …/chatfiles/{uuid}`: the file, or its thumbnail with
 /// `thumbnail: true`, whole or one byte range.
 pub async fn download(
     State(state): State<Arc<ApiState>>,
     Extension(app): Extension<Arc<AppRecord>>,
-    path: Result<Path<String>, PathRejection>,
+    path: Result<Path<FilePath>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -380,7 +386,7 @@ pub async fn download(
     check_call_rate(&state, &app, "chatfiles/download")?;
     let uuid = path
         .ok()
-        .and_then(|Path(raw)| canonical_uuid(&raw))
+        .and_then(|Path(p)| canonical_uuid(&p.uuid))
         .ok_or_else(file_not_found)?;
     let file = match state
         .files

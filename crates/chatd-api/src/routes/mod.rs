@@ -3,7 +3,9 @@
 pub mod chatfiles;
 pub mod history;
 pub mod messages;
+pub mod msync;
 pub mod presence;
+pub mod sdk;
 pub mod system;
 pub mod token;
 pub mod users;

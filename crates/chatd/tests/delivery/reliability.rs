@@ -192,7 +192,10 @@ async fn a_client_that_stops_reading_is_disconnected_and_loses_nothing() {
             break false;
         }
     };
-    assert!(gone, "the stalled connection was not closed after {sent} messages");
+    assert!(
+        gone,
+        "the stalled connection was not closed after {sent} messages"
+    );
     drop(stalled);
     // Everything is still there for the next connection.
     let mut again = connect(&server, "slow", "phone").await;

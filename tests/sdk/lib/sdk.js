@@ -1,0 +1,189 @@
+'use strict';
+// The official Web SDKs in Node, unchanged, pointed at chatd.
+//
+// The bundles expect a browser: the globals below must exist before they are
+// required (their platform detection runs at load time and must find
+// `window.WebSocket`, so that the SDK takes its "web" code paths).
+
+const { WebSocket } = require('ws');
+
+globalThis.self = globalThis;
+globalThis.window = globalThis;
+globalThis.WebSocket = WebSocket;
+globalThis.XMLHttpRequest = require('xhr2');
+if (typeof globalThis.navigator === 'undefined') {
+  globalThis.navigator = { userAgent: `Node.js/${process.versions.node} (chatd sdk tests)`, onLine: true, language: 'en-US' };
+}
+if (typeof globalThis.document === 'undefined') {
+  // agora-chat 1.4.0 listens to visibility changes without checking.
+  globalThis.document = { hidden: false, visibilityState: 'visible', addEventListener() {}, removeEventListener() {} };
+}
+if (!globalThis.localStorage) {
+  const store = new Map();
+  globalThis.localStorage = {
+    getItem: (k) => (store.has(k) ? store.get(k) : null),
+    setItem: (k, v) => store.set(k, String(v)),
+    removeItem: (k) => store.delete(k),
+    clear: () => store.clear(),
+  };
+}
+// The SDK fires some promises and forgets them (the automatic delivery ack,
+// sends rejected by a reconnect); a browser only logs those.
+process.on('unhandledRejection', (e) => {
+  if (process.env.SDK_TEST_DEBUG) console.log('[sdk] unhandled rejection', e && e.message ? e.message : e);
+});
+
+const BUNDLES = {
+  'easemob-websdk': require('easemob-websdk'),
+  'agora-chat': require('agora-chat'),
+};
+const { APP_KEY } = require('./server');
+
+function sdk(name) {
+  const mod = BUNDLES[name];
+  if (!mod) throw new Error(`unknown SDK ${name}`);
+  return mod.default || mod;
+}
+
+if (!process.env.SDK_TEST_DEBUG) {
+  for (const name of Object.keys(BUNDLES)) {
+    const { logger } = sdk(name);
+    if (logger && logger.disableAll) logger.disableAll();
+  }
+}
+
+const HANDLERS = [
+  'onConnected', 'onDisconnected', 'onReconnecting', 'onError',
+  'onTextMessage', 'onImageMessage', 'onAudioMessage', 'onVideoMessage', 'onFileMessage',
+  'onLocationMessage', 'onCmdMessage', 'onCustomMessage',
+  'onDeliveredMessage', 'onReadMessage', 'onChannelMessage', 'onReceivedMessage',
+  'onOfflineMessageSyncStart', 'onOfflineMessageSyncFinish',
+];
+
+/** The handler each REST message type arrives through. */
+const HANDLER_OF = {
+  txt: 'onTextMessage',
+  img: 'onImageMessage',
+  audio: 'onAudioMessage',
+  video: 'onVideoMessage',
+  file: 'onFileMessage',
+  loc: 'onLocationMessage',
+  cmd: 'onCmdMessage',
+  custom: 'onCustomMessage',
+};
+
+let devices = 0;
+
+function withTimeout(p, ms, what) {
+  let timer;
+  return Promise.race([
+    p,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timeout (${ms} ms) waiting for ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** One SDK connection, with every event it fires recorded. */
+class Client {
+  constructor(server, { sdk: name = 'easemob-websdk', user, device, delivery = true } = {}) {
+    this.name = name;
+    this.user = user;
+    this.WebIM = sdk(name);
+    this.device = device || `t${process.pid}_${++devices}`;
+    this.conn = new this.WebIM.connection({
+      appKey: APP_KEY,
+      isHttpDNS: false,
+      url: server.ws,
+      apiUrl: server.api,
+      https: false,
+      delivery,
+      // A known resource per client (webim_web_<device>), not one shared
+      // through localStorage by every client of this process.
+      isFixedDeviceId: false,
+      deviceId: this.device,
+      autoReconnectNumMax: 30,
+      isDebug: !!process.env.SDK_TEST_DEBUG,
+    });
+    if (!process.env.SDK_TEST_DEBUG && this.WebIM.logger && this.WebIM.logger.disableAll) {
+      this.WebIM.logger.disableAll();
+    }
+    this.events = [];
+    this.waiters = [];
+    const handlers = {};
+    for (const h of HANDLERS) {
+      handlers[h] = (data) => this.record(h, data);
+    }
+    this.conn.addEventHandler('chatd-test', handlers);
+  }
+
+  get resource() {
+    return `webim_web_${this.device}`;
+  }
+
+  record(name, data) {
+    const ev = { name, data: data === undefined ? null : JSON.parse(JSON.stringify(data, (k, v) => (k === 'xhr' ? undefined : v))) };
+    this.events.push(ev);
+    for (const w of [...this.waiters]) {
+      if (w.name === name && w.pred(ev.data)) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve(ev.data);
+      }
+    }
+  }
+
+  /** Logs in with `{pwd}` or `{accessToken}`. */
+  async open(auth = { pwd: 'pw' }) {
+    const r = await withTimeout(this.conn.open({ user: this.user, ...auth }), 20000, `${this.user} open()`);
+    await this.waitFor('onConnected', () => true, 10000);
+    return r;
+  }
+
+  /** The events `name` seen so far that match `pred`. */
+  seen(name, pred = () => true) {
+    return this.events.filter((e) => e.name === name && pred(e.data)).map((e) => e.data);
+  }
+
+  /** The first event `name` matching `pred`, seen or to come. */
+  waitFor(name, pred = () => true, ms = 10000) {
+    const past = this.events.find((e) => e.name === name && pred(e.data));
+    if (past) return Promise.resolve(past.data);
+    return withTimeout(
+      new Promise((resolve) => this.waiters.push({ name, pred, resolve })),
+      ms,
+      `${this.user}: ${name}`,
+    );
+  }
+
+  /** Every message received (the eight message handlers). */
+  messages() {
+    const names = new Set(Object.values(HANDLER_OF));
+    return this.events.filter((e) => names.has(e.name)).map((e) => e.data);
+  }
+
+  /** `conn.send` of `WebIM.message.create(options)`. */
+  send(options) {
+    const msg = this.WebIM.message.create({ chatType: 'singleChat', ...options });
+    return withTimeout(this.conn.send(msg), 16000, `${this.user} send(${options.type})`);
+  }
+
+  /** Sends still waiting for the server's answer (the SDK's own table). */
+  pending() {
+    return Object.keys(this.conn._msgHash || {}).length;
+  }
+
+  /** Logs out, once the sends in flight (such as the automatic delivery
+   * acks) are answered: closing first would reject them. */
+  async close() {
+    for (let i = 0; i < 40 && this.pending() > 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    try {
+      this.conn.close();
+    } catch (_) {
+      // already closed
+    }
+  }
+}
+
+module.exports = { Client, HANDLER_OF, withTimeout, sdk };
