@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::state::ApiState;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{OriginalUri, Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -130,13 +131,33 @@ fn app_not_found(req: &Request, name: &str) -> Response {
     .into_response()
 }
 
+/// A path whose parameters are not valid percent-encoded UTF-8 names no
+/// resource: answered like an unknown route, in the service's error JSON.
+fn undecodable(req: &Request) -> Response {
+    let path = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map(|u| u.path().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "resource_not_found",
+        format!("No resource at {path}"),
+        "ResourceNotFoundException",
+    )
+    .into_response()
+}
+
 /// Middleware for `/app-id/{app_id}/…`.
 pub async fn resolve_by_id(
     State(state): State<Arc<ApiState>>,
-    Path(params): Path<HashMap<String, String>>,
+    params: Result<Path<HashMap<String, String>>, PathRejection>,
     mut req: Request,
     next: Next,
 ) -> Response {
+    let Ok(Path(params)) = params else {
+        return undecodable(&req);
+    };
     let app_id = params.get("app_id").cloned().unwrap_or_default();
     match state.apps.by_app_id(&app_id).await {
         Some(app) => {
@@ -150,10 +171,13 @@ pub async fn resolve_by_id(
 /// Middleware for `/{org_name}/{app_name}/…`.
 pub async fn resolve_by_name(
     State(state): State<Arc<ApiState>>,
-    Path(params): Path<HashMap<String, String>>,
+    params: Result<Path<HashMap<String, String>>, PathRejection>,
     mut req: Request,
     next: Next,
 ) -> Response {
+    let Ok(Path(params)) = params else {
+        return undecodable(&req);
+    };
     let org = params.get("org_name").cloned().unwrap_or_default();
     let name = params.get("app_name").cloned().unwrap_or_default();
     match state.apps.by_name(&org, &name).await {

@@ -15,3 +15,24 @@ pub mod issued;
 pub mod password;
 
 pub use authenticator::{AppKeys, AuthError, Authenticator, Principal, Verified};
+
+/// Compares two secrets in time that depends on their length only, so that
+/// an attacker cannot learn a secret byte by byte from response times.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn same_secret_compares_whole_strings() {
+        assert!(super::same_secret("abc", "abc"));
+        assert!(!super::same_secret("abc", "abd"));
+        assert!(!super::same_secret("abc", "abcd"));
+        assert!(super::same_secret("", ""));
+    }
+}

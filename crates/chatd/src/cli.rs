@@ -87,6 +87,9 @@ pub enum AppCommand {
         /// Messages per minute, one per recipient (0 = unlimited).
         #[arg(long, default_value_t = 6000)]
         msgs_per_min: u32,
+        /// Largest uploaded chat file, in bytes.
+        #[arg(long, default_value_t = 10 * 1024 * 1024)]
+        max_file_bytes: u64,
     },
     /// List the apps.
     List,

@@ -37,6 +37,7 @@ async fn app(cmd: AppCommand, config: &Config) -> anyhow::Result<()> {
             name,
             calls_per_sec,
             msgs_per_min,
+            max_file_bytes,
         } => {
             if !is_valid_app_name(&org) || !is_valid_app_name(&name) {
                 bail!("org and app names may hold letters, digits, '-', '_' and '.'");
@@ -55,6 +56,7 @@ async fn app(cmd: AppCommand, config: &Config) -> anyhow::Result<()> {
             let mut app = AppRecord::generate(&org, &name, chatd_core::clock::now_ms());
             app.settings.limits.calls_per_sec = calls_per_sec;
             app.settings.limits.msgs_per_min = msgs_per_min;
+            app.settings.limits.max_file_bytes = max_file_bytes;
             let app = store.upsert_app(app).await?;
             print!("{}", describe_app(&app, &config.public_base_url()));
             Ok(())

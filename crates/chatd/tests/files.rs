@@ -465,6 +465,22 @@ async fn the_limit_is_per_app_and_configurable() {
 }
 
 #[tokio::test]
+async fn uploads_and_downloads_have_their_own_call_rate() {
+    let server = TestServer::start_with(&[("CHATD_RATE_CALLS_PER_SEC", "1")]);
+    let (uuid, _) = upload(&server, b"x".to_vec(), &[]).await.uploaded();
+    const LIMITED: &str = "This request has reached api limit";
+    upload(&server, b"y".to_vec(), &[])
+        .await
+        .assert_error(429, "reach_limit", LIMITED);
+    // Downloads are another endpoint family, with a budget of their own.
+    let url = by_id(&server, &format!("/chatfiles/{uuid}"));
+    assert_eq!(get(&url, &[]).await.status, 200);
+    get(&url, &[])
+        .await
+        .assert_error(429, "reach_limit", LIMITED);
+}
+
+#[tokio::test]
 async fn restricted_files_need_their_share_secret() {
     let server = TestServer::start();
     let png = png_bytes(400, 200);
@@ -484,7 +500,9 @@ async fn restricted_files_need_their_share_secret() {
     get(&url, &[("share-secret", "wrong")])
         .await
         .assert_error(403, "forbidden_op", &wrong);
-    let almost = format!("{}x", &secret[..secret.len() - 1]);
+    // The secret with its last character changed.
+    let last = if secret.ends_with('x') { 'y' } else { 'x' };
+    let almost = format!("{}{last}", &secret[..secret.len() - 1]);
     get(&url, &[("share-secret", &almost)])
         .await
         .assert_error(403, "forbidden_op", &wrong);

@@ -17,7 +17,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header::{
     ACCEPT_RANGES, AUTHORIZATION, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH,
-    CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE, X_CONTENT_TYPE_OPTIONS,
+    CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE, VARY, X_CONTENT_TYPE_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -129,15 +129,6 @@ fn clean_filename(raw: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// Constant-time comparison of secrets.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 /// The request body as a stream that fails once more than `cap` bytes
@@ -409,7 +400,7 @@ pub async fn download(
                     "file {uuid} is restricted: its share-secret is required"
                 )))
             }
-            Some(s) if !same_secret(s, &file.share_secret) => {
+            Some(s) if !chatd_auth::same_secret(s, &file.share_secret) => {
                 return Err(secret_refused(format!(
                     "share-secret does not match file {uuid}"
                 )))
@@ -458,6 +449,12 @@ pub async fn download(
     out.insert(
         CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=86400"),
+    );
+    // The same URL answers the original or the thumbnail, and refuses
+    // without the secret: caches must key on these headers too.
+    out.insert(
+        VARY,
+        HeaderValue::from_static("thumbnail, share-secret, authorization"),
     );
     out.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     out.insert(

@@ -47,15 +47,6 @@ fn ttl(m: &Map<String, Value>, default: u64) -> Result<u64, ApiError> {
     }
 }
 
-/// Constant-time comparison of secrets.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 pub async fn issue(
     State(state): State<Arc<ApiState>>,
     Extension(app): Extension<Arc<AppRecord>>,
@@ -81,13 +72,13 @@ pub async fn issue(
                 .ok_or_else(|| ApiError::illegal_argument("client_id must be provided."))?;
             let secret = string_field(&m, "client_secret")?
                 .ok_or_else(|| ApiError::illegal_argument("client_secret must be provided"))?;
-            if !same_secret(&id, &app.client_id) {
+            if !chatd_auth::same_secret(&id, &app.client_id) {
                 return Err(invalid_grant(
                     StatusCode::BAD_REQUEST,
                     "client_id does not match",
                 ));
             }
-            if !same_secret(&secret, &app.client_secret) {
+            if !chatd_auth::same_secret(&secret, &app.client_secret) {
                 return Err(invalid_grant(
                     StatusCode::BAD_REQUEST,
                     "client_secret does not match",

@@ -221,6 +221,14 @@ async fn malformed_requests_get_the_error_json() {
         assert_eq!(r.error(), "request_entity_too_large");
     }
 
+    // A path that is not valid percent-encoded UTF-8 names nothing.
+    let r = c
+        .call(reqwest::Method::GET, "/users/%FF%FE", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.error(), "resource_not_found");
+
     // Wrong method, unknown route, unknown app.
     let r = c
         .call(reqwest::Method::GET, "/messages/users", None)
