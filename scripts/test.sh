@@ -3,9 +3,12 @@
 #  1. the Rust tests: unit tests, and integration tests that start the real
 #     server on free ports and talk to it over real sockets;
 #  2. the web page's end-to-end tests in headless Chromium (scripts/web-test.sh
-#     installs Chromium and playwright-core when they are missing).
+#     installs Chromium and playwright-core when they are missing);
+#  3. the official client SDKs (easemob-websdk, agora-chat) against a real
+#     chatd over msync (scripts/sdk-test.sh installs them from npm).
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --all-targets "$@"
 ./scripts/web-test.sh
+./scripts/sdk-test.sh

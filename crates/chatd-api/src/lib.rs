@@ -77,6 +77,10 @@ fn app_routes() -> Router<Arc<ApiState>> {
             "/sdk/user/{username}/user_channels/list",
             get(routes::sdk::conversations),
         )
+        .route(
+            "/sdk/users/{username}/token/expires",
+            get(routes::sdk::token_expires),
+        )
 }
 
 /// CORS for browsers (the Web SDK calls the REST API from pages of other

@@ -135,6 +135,29 @@ pub fn provision_answer(code: ErrorCode, reason: Option<&str>, resource: Option<
     )
 }
 
+/// The SDK counts down to `onTokenWillExpire` (at 4/5 of the time left)
+/// and `onTokenExpired` from the token expiry the PROVISION answer gives,
+/// but its timer holds at most 2^31 - 1 ms (24.8 days): a token living
+/// longer would be declared expired too early, so it is not announced.
+pub const MAX_ANNOUNCED_EXPIRY_MS: u64 = (1 << 31) - 1;
+
+/// A successful PROVISION answer, announcing the token's expiry (Unix
+/// milliseconds) when it is near enough for the SDK to count down to it.
+pub fn provision_ok(resource: &str, token_expires_ms: Option<u64>, now_ms: u64) -> Vec<u8> {
+    let auth_token = token_expires_ms
+        .filter(|at| *at > now_ms && at - now_ms <= MAX_ANNOUNCED_EXPIRY_MS)
+        .map(|at| serde_json::json!({ "expires_in": at }).to_string());
+    envelope(
+        Command::Provision,
+        Provision {
+            status: Some(status(ErrorCode::Ok, None)),
+            resource: Some(resource.to_string()),
+            auth_token,
+            ..Default::default()
+        },
+    )
+}
+
 /// The UNREAD answer: the queues holding messages and their sizes.
 pub fn unread_answer(queues: Vec<(Jid, u32)>, now_ms: u64) -> Vec<u8> {
     envelope(
@@ -293,6 +316,20 @@ mod tests {
         let f = MSync::decode(&sync_batch(crate::jid("o#a", "bob"), vec![], 1)[..]).unwrap();
         let dl = CommSyncDl::decode(f.payload.as_deref().unwrap()).unwrap();
         assert_eq!((dl.next_key, dl.is_last), (None, Some(true)));
+    }
+
+    #[test]
+    fn only_near_token_expiries_are_announced() {
+        let answer = |exp| {
+            let f = MSync::decode(&provision_ok("r", exp, 1_000)[..]).unwrap();
+            Provision::decode(f.payload.as_deref().unwrap()).unwrap()
+        };
+        let p = answer(Some(61_000));
+        assert_eq!(p.auth_token.as_deref(), Some(r#"{"expires_in":61000}"#));
+        assert_eq!(p.resource.as_deref(), Some("r"));
+        assert_eq!(p.status.unwrap().error_code, Some(0));
+        assert_eq!(answer(None).auth_token, None);
+        assert_eq!(answer(Some(1_000 + (1 << 31))).auth_token, None);
     }
 
     #[test]

@@ -12,18 +12,28 @@
 //!
 //! Items without an inbox position (live receipts) sit in the same queues
 //! and are simply dropped when acknowledged.
+//!
+//! A batch is offered once: the SDK takes a batch whose `next_key` repeats
+//! the previous one as a sign to give the queue up, unacknowledged. So a
+//! `SYNC{queue}` while a batch is out gets the items after it, and the
+//! outstanding batch is offered again only once it has waited
+//! [`REOFFER_AFTER_MS`] for its key.
 
 use crate::pb::Meta;
 use std::collections::{BTreeMap, VecDeque};
+
+/// How long an offered batch waits for its key before a `SYNC{queue}` may
+/// offer it again.
+pub const REOFFER_AFTER_MS: u64 = 30_000;
 
 #[derive(Debug)]
 struct Item {
     id: u64,
     seq: Option<u64>,
     meta: Meta,
-    /// Sent in a batch and not acknowledged yet. Offered items are always
-    /// a prefix of their queue.
-    offered: bool,
+    /// When it was sent in a batch (not acknowledged yet). Offered items
+    /// are always a prefix of their queue.
+    offered_at: Option<u64>,
 }
 
 /// Per-peer queues of one connection.
@@ -71,7 +81,7 @@ impl Queues {
                 id,
                 seq,
                 meta,
-                offered: false,
+                offered_at: None,
             });
         }
         !repeat
@@ -95,18 +105,28 @@ impl Queues {
         self.len() == 0
     }
 
-    /// `SYNC{queue}`: the queue's first batch, from its oldest
-    /// unacknowledged item (what was offered before and not acknowledged is
-    /// offered again).
-    pub fn read(&mut self, peer: &str) -> Vec<Meta> {
+    /// `SYNC{queue}`: the queue's next batch: the items not offered yet, or,
+    /// when the batch out has waited [`REOFFER_AFTER_MS`] for its key, the
+    /// queue again from its oldest item. Empty: nothing to offer now.
+    pub fn read(&mut self, peer: &str, now_ms: u64) -> Vec<Meta> {
         let batch = self.batch;
         let Some(q) = self.queues.get_mut(peer) else {
             return Vec::new();
         };
+        let stale = q
+            .front()
+            .and_then(|i| i.offered_at)
+            .is_some_and(|at| now_ms.saturating_sub(at) >= REOFFER_AFTER_MS);
+        let skip = if stale {
+            0
+        } else {
+            q.iter().take_while(|i| i.offered_at.is_some()).count()
+        };
         q.iter_mut()
+            .skip(skip)
             .take(batch)
             .map(|i| {
-                i.offered = true;
+                i.offered_at = Some(now_ms);
                 i.meta.clone()
             })
             .collect()
@@ -114,17 +134,17 @@ impl Queues {
 
     /// `SYNC{queue, key}`: everything offered up to the item `key` is
     /// processed; then the queue's next batch.
-    pub fn ack(&mut self, peer: &str, key: u64) -> Acked {
+    pub fn ack(&mut self, peer: &str, key: u64, now_ms: u64) -> Acked {
         let mut done = Vec::new();
         if let Some(q) = self.queues.get_mut(peer) {
-            let offered = q.iter().take_while(|i| i.offered).count();
+            let offered = q.iter().take_while(|i| i.offered_at.is_some()).count();
             match q.iter().take(offered).position(|i| i.id == key) {
                 Some(at) => done.extend(q.drain(..=at)),
                 // A key not offered: fall back to ids, which grow with time.
                 None => {
                     let mut kept = VecDeque::with_capacity(q.len());
                     for i in q.drain(..) {
-                        if i.offered && i.id <= key {
+                        if i.offered_at.is_some() && i.id <= key {
                             done.push(i);
                         } else {
                             kept.push_back(i);
@@ -143,7 +163,7 @@ impl Queues {
             }
         }
         Acked {
-            next: self.read(peer),
+            next: self.read(peer, now_ms),
             inbox: self.settle(),
         }
     }
@@ -182,9 +202,9 @@ mod tests {
         q.push("bob", 102, Some(2), meta(102));
         q.push("alice", 103, Some(3), meta(103));
         assert_eq!(q.pending(), vec![("alice".into(), 2), ("bob".into(), 1)]);
-        assert_eq!(ids(&q.read("alice")), vec![101, 103]);
+        assert_eq!(ids(&q.read("alice", 0)), vec![101, 103]);
         // Alice's queue is done, but bob's entry (2) sits between: only 1.
-        let a = q.ack("alice", 103);
+        let a = q.ack("alice", 103, 0);
         assert_eq!(
             a,
             Acked {
@@ -192,26 +212,31 @@ mod tests {
                 inbox: Some(1)
             }
         );
-        assert_eq!(ids(&q.read("bob")), vec![102]);
-        assert_eq!(q.ack("bob", 102).inbox, Some(3));
+        assert_eq!(ids(&q.read("bob", 0)), vec![102]);
+        assert_eq!(q.ack("bob", 102, 0).inbox, Some(3));
         assert!(q.is_empty());
     }
 
     #[test]
-    fn batches_follow_each_other_and_unacknowledged_items_are_offered_again() {
+    fn batches_follow_each_other_and_are_offered_again_only_when_stale() {
         let mut q = Queues::new(2);
-        for (i, id) in [11, 12, 13].into_iter().enumerate() {
+        for (i, id) in [11, 12, 13, 14, 15].into_iter().enumerate() {
             q.push("p", id, Some(i as u64 + 1), meta(id));
         }
-        assert_eq!(ids(&q.read("p")), vec![11, 12]);
-        // Asked again without a key: the same batch.
-        assert_eq!(ids(&q.read("p")), vec![11, 12]);
-        let a = q.ack("p", 12);
-        assert_eq!((ids(&a.next), a.inbox), (vec![13], Some(2)));
-        let a = q.ack("p", 13);
-        assert_eq!((a.next.len(), a.inbox), (0, Some(3)));
+        assert_eq!(ids(&q.read("p", 0)), vec![11, 12]);
+        // Asked again without a key while that batch is out: what follows,
+        // never the same batch (its key would repeat).
+        assert_eq!(ids(&q.read("p", 10)), vec![13, 14]);
+        assert_eq!(ids(&q.read("p", 20)), vec![15]);
+        assert_eq!(ids(&q.read("p", 30)), Vec::<u64>::new());
+        let a = q.ack("p", 12, 40);
+        assert_eq!((a.next.len(), a.inbox), (0, Some(2)));
+        // Long unanswered: offered again, from the oldest.
+        assert_eq!(ids(&q.read("p", 10 + REOFFER_AFTER_MS)), vec![13, 14]);
+        let a = q.ack("p", 15, 10 + REOFFER_AFTER_MS);
+        assert_eq!((a.next.len(), a.inbox), (0, Some(5)));
         // A key for a drained queue: nothing.
-        assert_eq!(q.ack("p", 13), Acked::default());
+        assert_eq!(q.ack("p", 15, 0), Acked::default());
     }
 
     #[test]
@@ -219,9 +244,9 @@ mod tests {
         let mut q = Queues::new(5);
         q.push("bob", 900, None, meta(900));
         q.push("bob", 901, Some(7), meta(901));
-        q.read("bob");
-        assert_eq!(q.ack("bob", 900).inbox, None);
-        assert_eq!(q.ack("bob", 901).inbox, Some(7));
+        q.read("bob", 0);
+        assert_eq!(q.ack("bob", 900, 0).inbox, None);
+        assert_eq!(q.ack("bob", 901, 0).inbox, Some(7));
     }
 
     #[test]
@@ -230,8 +255,8 @@ mod tests {
         assert!(q.push("me", 5, Some(1), meta(5)));
         assert!(!q.push("me", 5, Some(2), meta(5)));
         assert_eq!(q.settle(), None);
-        q.read("me");
-        assert_eq!(q.ack("me", 5).inbox, Some(2));
+        q.read("me", 0);
+        assert_eq!(q.ack("me", 5, 0).inbox, Some(2));
     }
 
     #[test]
@@ -239,10 +264,11 @@ mod tests {
         let mut q = Queues::new(5);
         q.push("p", 10, Some(1), meta(10));
         q.push("p", 20, Some(2), meta(20));
-        q.read("p");
+        q.read("p", 0);
         q.push("p", 15, Some(3), meta(15));
         // 15 was never offered: it stays.
-        let a = q.ack("p", 17);
-        assert_eq!((ids(&a.next), a.inbox), (vec![20, 15], Some(1)));
+        let a = q.ack("p", 17, 0);
+        // 20 is still out: the next batch is what follows it.
+        assert_eq!((ids(&a.next), a.inbox), (vec![15], Some(1)));
     }
 }

@@ -7,9 +7,19 @@
 
 const { WebSocket } = require('ws');
 
+/** A WebSocket that remembers what the SDK sent on it (for the tests that
+ * look at the SDK's own frames, such as its heartbeat). */
+class RecordingWebSocket extends WebSocket {
+  send(data, ...rest) {
+    if (!this.sentFrames) this.sentFrames = [];
+    this.sentFrames.push({ at: Date.now(), data: Buffer.from(data) });
+    return super.send(data, ...rest);
+  }
+}
+
 globalThis.self = globalThis;
 globalThis.window = globalThis;
-globalThis.WebSocket = WebSocket;
+globalThis.WebSocket = RecordingWebSocket;
 globalThis.XMLHttpRequest = require('xhr2');
 if (typeof globalThis.navigator === 'undefined') {
   globalThis.navigator = { userAgent: `Node.js/${process.versions.node} (chatd sdk tests)`, onLine: true, language: 'en-US' };
@@ -58,6 +68,7 @@ const HANDLERS = [
   'onLocationMessage', 'onCmdMessage', 'onCustomMessage',
   'onDeliveredMessage', 'onReadMessage', 'onChannelMessage', 'onReceivedMessage',
   'onOfflineMessageSyncStart', 'onOfflineMessageSyncFinish',
+  'onTokenWillExpire', 'onTokenExpired',
 ];
 
 /** The handler each REST message type arrives through. */
@@ -74,6 +85,41 @@ const HANDLER_OF = {
 
 let devices = 0;
 
+/** The `command` of an MSync frame (field 8; absent means SYNC), read with
+ * a minimal protobuf walk. */
+function msyncCommand(buf) {
+  let i = 0;
+  const varint = () => {
+    let v = 0;
+    let shift = 0;
+    for (;;) {
+      const b = buf[i++];
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return v;
+      shift += 7;
+    }
+  };
+  let command = 0;
+  while (i < buf.length) {
+    const tag = varint();
+    const [field, wire] = [Math.floor(tag / 8), tag % 8];
+    if (wire === 0) {
+      const v = varint();
+      if (field === 8) command = v;
+    } else if (wire === 2) {
+      const n = varint();
+      i += n;
+    } else if (wire === 1) {
+      i += 8;
+    } else if (wire === 5) {
+      i += 4;
+    } else {
+      throw new Error(`wire type ${wire}`);
+    }
+  }
+  return ['SYNC', 'UNREAD', 'NOTICE', 'PROVISION', 'LOGOUT'][command] || String(command);
+}
+
 function withTimeout(p, ms, what) {
   let timer;
   return Promise.race([
@@ -86,7 +132,7 @@ function withTimeout(p, ms, what) {
 
 /** One SDK connection, with every event it fires recorded. */
 class Client {
-  constructor(server, { sdk: name = 'easemob-websdk', user, device, delivery = true } = {}) {
+  constructor(server, { sdk: name = 'easemob-websdk', user, device, delivery = true, heartBeatWait } = {}) {
     this.name = name;
     this.user = user;
     this.WebIM = sdk(name);
@@ -104,10 +150,21 @@ class Client {
       deviceId: this.device,
       autoReconnectNumMax: 30,
       isDebug: !!process.env.SDK_TEST_DEBUG,
+      ...(heartBeatWait ? { heartBeatWait } : {}),
     });
     if (!process.env.SDK_TEST_DEBUG && this.WebIM.logger && this.WebIM.logger.disableAll) {
       this.WebIM.logger.disableAll();
     }
+    // The SDK sends its delivery acks without waiting for them; when the
+    // connection drops meanwhile (server restarts) their promises reject
+    // with nobody to hear it, which node:test would count as a failure.
+    // Callers that await a send still see its rejection.
+    const send = this.conn.send.bind(this.conn);
+    this.conn.send = (m) => {
+      const p = send(m);
+      if (p && typeof p.catch === 'function') p.catch(() => {});
+      return p;
+    };
     this.events = [];
     this.waiters = [];
     const handlers = {};
@@ -167,6 +224,12 @@ class Client {
     return withTimeout(this.conn.send(msg), 16000, `${this.user} send(${options.type})`);
   }
 
+  /** The commands of the frames the SDK sent on its current socket, with
+   * their times. */
+  sentCommands() {
+    return ((this.conn.sock && this.conn.sock.sentFrames) || []).map((f) => ({ at: f.at, command: msyncCommand(f.data) }));
+  }
+
   /** Sends still waiting for the server's answer (the SDK's own table). */
   pending() {
     return Object.keys(this.conn._msgHash || {}).length;
@@ -186,4 +249,4 @@ class Client {
   }
 }
 
-module.exports = { Client, HANDLER_OF, withTimeout, sdk };
+module.exports = { Client, HANDLER_OF, withTimeout, sdk, msyncCommand };

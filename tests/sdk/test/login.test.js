@@ -158,3 +158,32 @@ test('past the device limit (4), the longest-connected device is told', async ()
   assert.equal(devices[0].seen('onTextMessage').length, 0);
   for (const c of devices.slice(1)) await c.close();
 });
+
+test('a token near its expiry is announced (onTokenWillExpire), and renewToken extends it', async () => {
+  const c = client({ user: 'alice' });
+  const opened = Date.now();
+  await c.open({ accessToken: server.accessToken2('alice', 5) });
+  // At 4/5 of its life.
+  await c.waitFor('onTokenWillExpire', () => true, 8000);
+  assert.ok(Date.now() - opened >= 3000);
+  const fresh = server.accessToken2('alice', 3600);
+  const r = await c.conn.renewToken(fresh);
+  assert.equal(r.status, true);
+  assert.ok(r.expire > Date.now() + 3500 * 1000);
+  // Past the first token's expiry: still connected.
+  await new Promise((res) => setTimeout(res, Math.max(0, opened + 6500 - Date.now())));
+  assert.equal(c.seen('onTokenExpired').length, 0);
+  const id = await server.send('bob', 'alice', 'txt', { msg: 'still in' });
+  await c.waitFor('onTextMessage', (m) => m.id === id);
+  // renewToken checks the token is the user's own.
+  await assert.rejects(c.conn.renewToken(server.accessToken2('bob', 3600)));
+  await c.close();
+});
+
+test('a long-lived token is not announced (the SDK timer would fire early)', async () => {
+  const c = client({ user: 'alice' });
+  await c.open({ accessToken: await server.userToken('alice') });
+  assert.ok(!c.conn.expirationTime);
+  assert.ok(!c.conn.tokenExpiredTimer);
+  await c.close();
+});

@@ -13,7 +13,7 @@ const clients = [];
 
 test.before(async () => {
   await server.start();
-  await server.users('alice', 'bob', 'carol', 'dave', 'erin');
+  await server.users('alice', 'bob', 'carol', 'dave', 'erin', 'p1', 'p2', 'p3', 'many');
 });
 test.after(async () => {
   for (const c of clients) await c.close();
@@ -132,3 +132,26 @@ for (const sdk of ['easemob-websdk', 'agora-chat']) {
     await c.close();
   });
 }
+
+test('an offline backlog larger than the delivery window arrives whole, once, in order', async () => {
+  const peers = ['p1', 'p2', 'p3'];
+  const sent = {};
+  await Promise.all(peers.map(async (p) => {
+    sent[p] = [];
+    for (let i = 0; i < 230; i++) sent[p].push(await server.send(p, 'many', 'txt', { msg: `${p} ${i}` }));
+  }));
+  const c = new Client(server, { user: 'many' });
+  clients.push(c);
+  await c.open();
+  await c.waitFor('onOfflineMessageSyncFinish', () => true, 30000);
+  for (let i = 0; i < 200 && c.seen('onTextMessage').length < 690; i++) await new Promise((r) => setTimeout(r, 50));
+  const got = c.seen('onTextMessage');
+  assert.equal(got.length, 690);
+  assert.equal(new Set(got.map((m) => m.id)).size, 690);
+  for (const p of peers) {
+    assert.deepEqual(got.filter((m) => m.from === p).map((m) => m.id), sent[p], `${p}: all, in order`);
+  }
+  await c.close();
+  const left = await server.request('GET', '/users/many/offline_msg_count', undefined, await server.admin());
+  assert.equal(left.body.data.many, 0);
+});

@@ -13,13 +13,13 @@
 //! later (read state itself is stored: a read ack clears the conversation's
 //! unread count).
 
-use crate::auth::{bearer_principal, is_device_id};
+use crate::auth::is_device_id;
 use crate::state::ApiState;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chatd_auth::{AuthError, Principal};
+use chatd_auth::{AppKeys, AuthError, Principal};
 use chatd_core::{AppRecord, EntryKind, InboxEntry, MessageIdGenerator};
 use chatd_delivery::{DeviceSession, InboxKey, Kick, Receipt, ReceiptKind};
 use chatd_msync::frame::{self, Login, Request};
@@ -42,8 +42,8 @@ const SYNC_BATCH: usize = 20;
 /// Unsaved acknowledgements that trigger an immediate save.
 const SAVE_EVERY_ACKS: u64 = 64;
 /// The node number of the ids given to receipts and client reports, which
-/// are not messages: message ids come from the pipeline's own node number,
-/// so the two never meet.
+/// are not messages: message ids carry the server's `node_id` (0 unless
+/// configured; 1023 should be left to this), so the two do not meet.
 const RECEIPT_ID_NODE: u16 = 1023;
 
 fn receipt_ids() -> &'static MessageIdGenerator {
@@ -82,6 +82,8 @@ struct Who {
     app: Arc<AppRecord>,
     user: String,
     device: String,
+    /// When the login token expires (Unix ms), if it does.
+    token_expires_ms: Option<u64>,
 }
 
 /// Why a login is refused: the PROVISION status and its reason.
@@ -169,9 +171,18 @@ async fn authenticate(state: &ApiState, login: &Login) -> Result<Who, Refusal> {
         .token
         .as_deref()
         .ok_or_else(|| unauthorized("no token"))?;
-    let user = match bearer_principal(state, &app, token) {
-        Ok(Principal::User(u)) => u,
-        Ok(Principal::App) => return Err(unauthorized("a user token is required")),
+    let keys = AppKeys {
+        app_id: &app.app_id,
+        app_certificate: &app.app_certificate,
+    };
+    let verified = state
+        .auth
+        .verify(token, keys, chatd_core::clock::now_secs());
+    let (user, expires_at) = match verified {
+        Ok(v) => match v.principal {
+            Principal::User(u) => (u, v.expires_at),
+            Principal::App => return Err(unauthorized("a user token is required")),
+        },
         // The SDK reports this one as "token expired", so that the app can
         // renew its token.
         Err(AuthError::Expired) => return Err(Refusal(ErrorCode::Fail, "Sorry, token expired")),
@@ -192,7 +203,12 @@ async fn authenticate(state: &ApiState, login: &Login) -> Result<Who, Refusal> {
         Some(r) if is_device_id(r) => r.to_string(),
         _ => format!("webim_{}", chatd_core::ids::random_token(12)),
     };
-    Ok(Who { app, user, device })
+    Ok(Who {
+        app,
+        user,
+        device,
+        token_expires_ms: (expires_at > 0).then(|| expires_at.saturating_mul(1000)),
+    })
 }
 
 /// The peer whose queue an inbox entry goes to.
@@ -246,8 +262,12 @@ impl Connection {
     }
 
     async fn send(&mut self, frame: Vec<u8>) -> Result<(), (u16, &'static str)> {
+        self.send_message(Message::Binary(frame.into())).await
+    }
+
+    async fn send_message(&mut self, msg: Message) -> Result<(), (u16, &'static str)> {
         let write = Duration::from_secs(self.state.clients.write_secs);
-        match tokio::time::timeout(write, self.socket.send(Message::Binary(frame.into()))).await {
+        match tokio::time::timeout(write, self.socket.send(msg)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err((1001, "connection lost")),
             Err(_) => {
@@ -287,8 +307,7 @@ impl Connection {
                 return (4500, "storage unavailable");
             }
         };
-        let device = self.who.device.clone();
-        let ok = frame::provision_answer(ErrorCode::Ok, None, Some(&device));
+        let ok = frame::provision_ok(&self.who.device, self.who.token_expires_ms, now_ms());
         if let Err(c) = self.send(ok).await {
             return c;
         }
@@ -365,9 +384,8 @@ impl Connection {
                     if last_heard.elapsed() > Duration::from_secs(settings.idle_secs) {
                         return (4008, "no heartbeat");
                     }
-                    let ping = Message::Ping(Vec::new().into());
-                    if self.socket.send(ping).await.is_err() {
-                        return (1001, "connection lost");
+                    if let Err(c) = self.send_message(Message::Ping(Vec::new().into())).await {
+                        return c;
                     }
                 }
                 _ = save.tick() => {
@@ -472,9 +490,8 @@ impl Connection {
             }
             // Logging in again on a live connection: already done.
             Request::Provision(_) => {
-                let device = self.who.device.clone();
-                self.send(frame::provision_answer(ErrorCode::Ok, None, Some(&device)))
-                    .await?;
+                let ok = frame::provision_ok(&self.who.device, self.who.token_expires_ms, now_ms());
+                self.send(ok).await?;
             }
             Request::Unknown(c) => tracing::debug!(command = c, "unknown msync command"),
         }
@@ -492,7 +509,7 @@ impl Connection {
         let peer = queue.name.clone().unwrap_or_default().to_ascii_lowercase();
         let metas = match ul.key.filter(|k| *k != 0) {
             Some(key) => {
-                let acked = s.queues.ack(&peer, key);
+                let acked = s.queues.ack(&peer, key, now_ms());
                 if let Some(seq) = acked.inbox {
                     s.inbox.ack(seq);
                     s.look = true;
@@ -505,7 +522,7 @@ impl Connection {
                 }
                 acked.next
             }
-            None => s.queues.read(&peer),
+            None => s.queues.read(&peer, now_ms()),
         };
         metrics::counter!("chatd_msync_metas_sent_total").increment(metas.len() as u64);
         // The queue is echoed as the client named it: the SDK matches it.

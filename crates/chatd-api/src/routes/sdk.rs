@@ -4,7 +4,9 @@
 //! - `POST …/users/{me}/messageroaming`: history (`getHistoryMessages`),
 //!   as base64 msync `Meta` records with a cursor;
 //! - `GET …/sdk/user/{me}/user_channels/list`: the conversation list
-//!   (`getServerConversations`).
+//!   (`getServerConversations`);
+//! - `GET …/sdk/users/{me}/token/expires`: a token's expiry
+//!   (`renewToken`).
 
 use crate::auth::{check_call_rate, require_app_or_user};
 use crate::body::{read_json_body, ContentTypePolicy};
@@ -14,9 +16,11 @@ use crate::routes::{canonical, resource_uri, UserPath};
 use crate::state::ApiState;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use chatd_auth::{AppKeys, Principal};
 use chatd_core::record::message_record;
 use chatd_core::{AppRecord, InboxEntry, MessageType};
 use serde::Deserialize;
@@ -211,6 +215,55 @@ pub async fn message_roaming(
         .unwrap_or_default();
     let data = json!({"msgs": msgs, "next_key": next_key, "is_last": is_last});
     Ok(answer(&state, &app, "post", &route, data))
+}
+
+/// `GET …/sdk/users/{me}/token/expires` with the (new) token as bearer:
+/// `{expire_timestamp}` in Unix ms, which the SDK's `renewToken` uses to
+/// count down to the token's expiry again. A token that never expires
+/// answers a date a century away.
+pub async fn token_expires(
+    State(state): State<Arc<ApiState>>,
+    Extension(app): Extension<Arc<AppRecord>>,
+    Path(path): Path<UserPath>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_call_rate(&state, &app, "token")?;
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .unwrap_or("");
+    let keys = AppKeys {
+        app_id: &app.app_id,
+        app_certificate: &app.app_certificate,
+    };
+    let now = chatd_core::clock::now_secs();
+    let verified = state
+        .auth
+        .verify(token, keys, now)
+        .map_err(ApiError::from_auth)?;
+    match &verified.principal {
+        Principal::User(u) if u.eq_ignore_ascii_case(&path.username) => {}
+        _ => return Err(ApiError::app_token_required()),
+    }
+    let expires = match verified.expires_at {
+        0 => (now + 100 * 365 * 86_400) * 1000,
+        at => at * 1000,
+    };
+    let user = canonical(&path.username)?;
+    let route = format!("/sdk/users/{user}/token/expires");
+    // The SDK reads `expire_timestamp` at the top level.
+    Ok(Json(json!({
+        "action": "get",
+        "path": route,
+        "uri": resource_uri(&state.public_url, &app, &route),
+        "expire_timestamp": expires,
+        "timestamp": chatd_core::clock::now_ms(),
+        "duration": elapsed_ms(),
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]
