@@ -221,6 +221,10 @@ async fn malformed_requests_get_the_error_json() {
         assert_eq!(r.error(), "request_entity_too_large");
     }
 
+    // The server closes a connection whose body it refused unread: go on
+    // with a fresh connection pool rather than a connection it closed.
+    let c = server.admin();
+
     // A path that is not valid percent-encoded UTF-8 names nothing.
     let r = c
         .call(reqwest::Method::GET, "/users/%FF%FE", None)
