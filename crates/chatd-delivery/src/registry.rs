@@ -60,6 +60,9 @@ const RECEIPT_BUFFER: usize = 256;
 struct Slot {
     info: DeviceInfo,
     kick: Option<oneshot::Sender<Kick>>,
+    /// Resolves when this connection's registration is dropped, i.e. after
+    /// it saved its acknowledged position.
+    released: Option<oneshot::Receiver<()>>,
     receipts: Option<mpsc::Sender<Receipt>>,
 }
 
@@ -80,6 +83,23 @@ pub struct Registration {
     /// Receipts for this user's messages, for connections registered with
     /// [`Connections::register_with_receipts`].
     pub receipts: Option<mpsc::Receiver<Receipt>>,
+    /// The release of the connection of the same device this one replaced.
+    replaced: Option<oneshot::Receiver<()>>,
+    /// Dropped with the registration: tells a replacing connection that this
+    /// one is gone.
+    _release: oneshot::Sender<()>,
+}
+
+impl Registration {
+    /// Waits (at most `limit`) until the connection this one replaced has
+    /// finished: it saves its acknowledged position before it lets go, so a
+    /// device that reconnects at once resumes after its last ack instead of
+    /// being sent an acknowledged message again.
+    pub async fn wait_for_replaced(&mut self, limit: std::time::Duration) {
+        if let Some(rx) = self.replaced.take() {
+            let _ = tokio::time::timeout(limit, rx).await;
+        }
+    }
 }
 
 impl Drop for Registration {
@@ -126,6 +146,8 @@ impl Connections {
         receipts: bool,
     ) -> Registration {
         let (tx, rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel();
+        let mut replaced = None;
         let (receipts_tx, receipts_rx) = if receipts {
             let (t, r) = mpsc::channel(RECEIPT_BUFFER);
             (Some(t), Some(r))
@@ -144,6 +166,7 @@ impl Connections {
             slots.retain_mut(|s| {
                 if s.info.device == device {
                     kick(s, Kick::Replaced);
+                    replaced = s.released.take();
                     false
                 } else {
                     true
@@ -156,6 +179,7 @@ impl Connections {
             slots.push(Slot {
                 info: info.clone(),
                 kick: Some(tx),
+                released: Some(release_rx),
                 receipts: receipts_tx,
             });
         }
@@ -166,6 +190,8 @@ impl Connections {
             info,
             kicked: rx,
             receipts: receipts_rx,
+            replaced,
+            _release: release_tx,
         }
     }
 
@@ -296,6 +322,29 @@ mod tests {
         assert_eq!(c.send_receipt(&key("u"), &r), 1);
         assert_eq!(sdk.receipts.as_mut().unwrap().try_recv(), Ok(r.clone()));
         assert_eq!(c.send_receipt(&key("nobody"), &r), 0);
+    }
+
+    #[tokio::test]
+    async fn a_replacing_connection_waits_for_the_replaced_one() {
+        let c = Connections::new();
+        let old = c.register(&key("u"), "a", "json", 4);
+        let mut new = c.register(&key("u"), "a", "json", 4);
+        let waited = tokio::spawn(async move {
+            new.wait_for_replaced(std::time::Duration::from_secs(5))
+                .await;
+            std::time::Instant::now()
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let dropped_at = std::time::Instant::now();
+        drop(old);
+        assert!(waited.await.unwrap() >= dropped_at);
+        let mut fresh = c.register(&key("u"), "b", "json", 4);
+        tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            fresh.wait_for_replaced(std::time::Duration::from_secs(5)),
+        )
+        .await
+        .expect("nothing to wait for");
     }
 
     #[test]

@@ -289,6 +289,9 @@ impl Connection {
             "msync",
             self.state.clients.max_devices,
         );
+        registration
+            .wait_for_replaced(std::time::Duration::from_secs(2))
+            .await;
         let inbox = match DeviceSession::open(
             self.state.store().clone(),
             delivery.as_ref(),

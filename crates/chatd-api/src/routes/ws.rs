@@ -154,6 +154,7 @@ impl Connection {
             "json",
             self.state.clients.max_devices,
         );
+        registration.wait_for_replaced(Duration::from_secs(2)).await;
         let mut session = match DeviceSession::open(
             self.state.store().clone(),
             delivery.as_ref(),
@@ -255,7 +256,13 @@ impl Connection {
                 }
                 why = &mut *kicked => {
                     return match why {
-                        Ok(Kick::Replaced) => Closing(close::REPLACED, "the same device connected again"),
+                        Ok(Kick::Replaced) => {
+                            // The device is reconnecting: take in the acks it
+                            // already sent here, so the new connection
+                            // resumes after them.
+                            self.drain_acks(session).await;
+                            Closing(close::REPLACED, "the same device connected again")
+                        }
                         Ok(Kick::TooManyDevices) => Closing(close::TOO_MANY_DEVICES, "too many devices: the oldest was disconnected"),
                         Ok(Kick::Disconnected) | Err(_) => Closing(close::DISCONNECTED, "disconnected by the administrator"),
                     };
@@ -263,6 +270,23 @@ impl Connection {
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
                     return Closing(close::GOING_AWAY, "server shutting down");
                 }
+            }
+        }
+    }
+
+    /// Reads, for a short while, the frames the client already sent, keeping
+    /// only their acknowledgements.
+    async fn drain_acks(&mut self, session: &mut DeviceSession) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+        while let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout_at(deadline, self.socket.recv()).await
+        {
+            let seq = serde_json::from_str::<Value>(text.as_str())
+                .ok()
+                .filter(|v| v["op"] == "ack")
+                .and_then(|v| v["seq"].as_u64());
+            if let Some(seq) = seq {
+                session.ack(seq);
             }
         }
     }
