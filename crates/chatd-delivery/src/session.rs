@@ -8,6 +8,15 @@ use chatd_storage::{StorageError, Store};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Entries read ahead while a device drains a backlog: when a read fills
+/// the window's room, the next this many entries are read in the
+/// background while the protocol sends the batch, so that the next batch
+/// does not wait for storage.
+const PREFETCH: usize = 64;
+
+type Prefetch = JoinHandle<Result<Vec<InboxEntry>, StorageError>>;
 
 pub struct DeviceSession {
     store: Arc<dyn Store>,
@@ -24,6 +33,25 @@ pub struct DeviceSession {
     in_flight: VecDeque<u64>,
     window: usize,
     notifications: watch::Receiver<u64>,
+    /// A read has reached the end of the inbox since the session opened.
+    /// From then on only a notification can announce more (it follows the
+    /// commit of anything newer), so without one there is nothing to read.
+    caught_up: bool,
+    /// The last inbox position read from storage (≥ `sent`).
+    read_to: u64,
+    /// Entries read (by a prefetch) and not yet given out, oldest first.
+    ahead: VecDeque<InboxEntry>,
+    /// A background read of the entries after `read_to`, and how many it
+    /// asked for.
+    prefetch: Option<(Prefetch, usize)>,
+}
+
+impl Drop for DeviceSession {
+    fn drop(&mut self) {
+        if let Some((p, _)) = self.prefetch.take() {
+            p.abort();
+        }
+    }
 }
 
 impl DeviceSession {
@@ -56,6 +84,10 @@ impl DeviceSession {
             in_flight: VecDeque::new(),
             window: window.max(1),
             notifications,
+            caught_up: false,
+            read_to: acked,
+            ahead: VecDeque::new(),
+            prefetch: None,
         })
     }
 
@@ -70,7 +102,7 @@ impl DeviceSession {
 
     /// Whether the inbox may hold entries not looked at yet.
     pub fn maybe_behind(&self) -> bool {
-        *self.notifications.borrow() > self.sent
+        !self.ahead.is_empty() || *self.notifications.borrow() > self.sent
     }
 
     fn is_for_this_device(&self, e: &InboxEntry) -> bool {
@@ -89,15 +121,14 @@ impl DeviceSession {
             if room == 0 {
                 return Ok(Vec::new());
             }
-            let entries = self
-                .store
-                .inbox_after(self.key.app, &self.key.user, self.sent, room)
-                .await?;
-            if entries.is_empty() {
+            if self.ahead.is_empty() && !self.read(room).await? {
                 return Ok(Vec::new());
             }
-            let mut out = Vec::with_capacity(entries.len());
-            for e in entries {
+            let mut out = Vec::with_capacity(room.min(self.ahead.len()));
+            while out.len() < room {
+                let Some(e) = self.ahead.pop_front() else {
+                    break;
+                };
                 self.sent = e.seq;
                 if self.is_for_this_device(&e) {
                     self.in_flight.push_back(e.seq);
@@ -112,6 +143,63 @@ impl DeviceSession {
                 return Ok(out);
             }
         }
+    }
+
+    /// Reads entries after `read_to` into `ahead`: the prefetched ones if a
+    /// prefetch ran, else up to `room` from storage. False when there is
+    /// nothing to read.
+    async fn read(&mut self, room: usize) -> Result<bool, StorageError> {
+        if let Some((prefetch, asked)) = self.prefetch.take() {
+            // A failed task (cancelled, panicked) only means reading again.
+            if let Ok(entries) = prefetch.await {
+                if self.take_read(entries?, asked, true) {
+                    return Ok(true);
+                }
+            }
+        }
+        // Once caught up, only notified entries can be new: without a
+        // notification past what was read there is nothing to read (the
+        // acknowledgements ask too), and with one, exactly the entries up to
+        // it are (an inbox's positions follow each other).
+        let head = *self.notifications.borrow();
+        let (asked, bounded) = if self.caught_up {
+            if head <= self.read_to {
+                return Ok(false);
+            }
+            let notified = usize::try_from(head - self.read_to).unwrap_or(usize::MAX);
+            (room.min(notified), true)
+        } else {
+            (room, false)
+        };
+        let entries = self
+            .store
+            .inbox_after(self.key.app, &self.key.user, self.read_to, asked)
+            .await?;
+        Ok(self.take_read(entries, asked, !bounded))
+    }
+
+    /// Keeps a read of at most `asked` entries after `read_to`; false if it
+    /// found none. A full read starts a prefetch of what follows, if
+    /// `may_prefetch`.
+    fn take_read(&mut self, entries: Vec<InboxEntry>, asked: usize, may_prefetch: bool) -> bool {
+        if entries.len() < asked {
+            self.caught_up = true;
+        }
+        let Some(last) = entries.last() else {
+            return false;
+        };
+        self.read_to = last.seq;
+        let full = entries.len() >= asked;
+        self.ahead.extend(entries);
+        if full && may_prefetch {
+            // Probably more behind: read it while this batch is sent.
+            let store = self.store.clone();
+            let (app, user, after) = (self.key.app, self.key.user.clone(), self.read_to);
+            let n = PREFETCH.min(self.window);
+            let task = tokio::spawn(async move { store.inbox_after(app, &user, after, n).await });
+            self.prefetch = Some((task, n));
+        }
+        true
     }
 
     /// The device acknowledged everything up to `seq`. False if it

@@ -137,10 +137,14 @@ type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// Page cache of the writer connection, KiB: the inbox indexes are written
 /// at random places, and pages read again from the OS cost a system call
-/// each.
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// each. (Not more: every commit scans the cache's hash table.)
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Page cache of each read-only connection, KiB.
 const READER_CACHE_KIB: i64 = 16 * 1024;
+/// Inbox reads of at most this many entries run on the calling thread
+/// (when a read connection is free): delivering a message to an online
+/// device reads just it.
+const SMALL_READ_ROWS: usize = 8;
 /// How often the checkpointer copies the log into the database.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// Log frames (pages) past which the writer completes a checkpoint itself
@@ -180,6 +184,7 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         conn.set_prepared_statement_cache_capacity(64);
+        stable_plans(&conn)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
 
@@ -191,6 +196,8 @@ impl SqliteStore {
             )?;
             r.busy_timeout(std::time::Duration::from_secs(5))?;
             r.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+            r.set_prepared_statement_cache_capacity(64);
+            stable_plans(&r)?;
             readers.push(r);
         }
 
@@ -214,6 +221,23 @@ impl SqliteStore {
             .await
             .map_err(|_| StorageError::Closed)?;
         rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// A read small enough (a point lookup, a few rows from the page cache:
+    /// microseconds) to run on the calling thread when a connection is free,
+    /// rather than paying a hand-off to a blocking thread and back.
+    async fn read_small<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        match self.readers.try_take() {
+            Some(conn) => {
+                let out = f(&conn);
+                self.readers.put(conn);
+                out
+            }
+            None => self.read(f).await,
+        }
     }
 
     async fn read<T: Send + 'static>(
@@ -295,7 +319,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<InboxEntry>> {
         let owner = owner.to_string();
-        self.read(move |c| {
+        let read = move |c: &Connection| {
             let sql = format!(
                 "SELECT {ENTRY_COLUMNS} FROM inbox i JOIN messages m ON m.id = i.message \
                  WHERE i.app = ?1 AND i.owner = ?2 AND i.seq > ?3 ORDER BY i.seq LIMIT ?4"
@@ -303,13 +327,17 @@ impl Store for SqliteStore {
             let mut st = c.prepare_cached(&sql)?;
             let rows = st.query_map(params![app, owner, after as i64, limit as i64], entry_row)?;
             rows.map(|r| r?.into_entry()).collect()
-        })
-        .await
+        };
+        if limit <= SMALL_READ_ROWS {
+            self.read_small(read).await
+        } else {
+            self.read(read).await
+        }
     }
 
     async fn device_cursor(&self, app: i64, owner: &str, device: &str) -> Result<Option<u64>> {
         let (owner, device) = (owner.to_string(), device.to_string());
-        self.read(move |c| {
+        self.read_small(move |c| {
             Ok(c.prepare_cached(
                 "SELECT acked FROM devices WHERE app = ?1 AND owner = ?2 AND device = ?3",
             )?
@@ -322,7 +350,7 @@ impl Store for SqliteStore {
 
     async fn user_cursor(&self, app: i64, owner: &str) -> Result<u64> {
         let owner = owner.to_string();
-        self.read(move |c| user_cursor(c, app, &owner)).await
+        self.read_small(move |c| user_cursor(c, app, &owner)).await
     }
 
     async fn save_device_cursor(
@@ -604,6 +632,19 @@ impl ReadPool {
         }
     }
 
+    /// A connection if one is free now (never waits).
+    fn try_take(&self) -> Option<Connection> {
+        self.conns.lock().ok()?.pop()
+    }
+
+    /// Gives back a connection taken with `try_take`.
+    fn put(&self, conn: Connection) {
+        if let Ok(mut guard) = self.conns.lock() {
+            guard.push(conn);
+        }
+        self.available.notify_one();
+    }
+
     fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = {
             let mut guard = self.conns.lock().map_err(|_| StorageError::Closed)?;
@@ -638,6 +679,19 @@ fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Pending {
         };
         let _ = reply.send(outcome);
     })
+}
+
+/// Plans do not depend on bound values. Without this, SQLite plans a query
+/// with `LIMIT ?` for the value bound at the time and marks the statement to
+/// be compiled again whenever that parameter is bound anew: every inbox read
+/// (`LIMIT` = the room in the delivery window) would parse and plan its SQL
+/// again.
+fn stable_plans(conn: &Connection) -> Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 /// Copies the log into the database beside the writer: a connection of its

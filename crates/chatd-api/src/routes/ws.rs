@@ -45,7 +45,11 @@ pub async fn connect(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     match ws {
+        // Frames from clients are small: the default 128 KiB read buffer,
+        // zero-filled on every read, cost most of a connection's memory and
+        // a good part of the CPU per message (docs/benchmarks.md).
         Ok(ws) => ws
+            .read_buffer_size(4096)
             .max_message_size(MAX_FRAME_BYTES)
             .on_upgrade(move |socket| async move {
                 metrics::counter!("chatd_ws_connections_total").increment(1);

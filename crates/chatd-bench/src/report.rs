@@ -1,0 +1,568 @@
+//! Results: what each scenario found, the issue's targets, the table and
+//! the JSON.
+
+use crate::load::{LoadResult, OpenResult};
+use crate::stats::{fmt_count, fmt_us, Latency};
+use crate::Ctx;
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Debug, Serialize)]
+pub struct Meta {
+    pub date: String,
+    pub commit: Option<String>,
+    pub cores: usize,
+    pub cpu: Option<String>,
+    pub command: String,
+    pub server: String,
+    pub bench_nofile_limit: u64,
+    pub params: crate::Params,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CeilingCell {
+    pub concurrency: usize,
+    pub recipients: usize,
+    #[serde(flatten)]
+    pub load: LoadResult,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SendCell {
+    pub concurrency: usize,
+    pub recipients: usize,
+    /// Recipients connected over WebSocket and acknowledging.
+    pub online: bool,
+    #[serde(flatten)]
+    pub load: LoadResult,
+    /// Inbox entries per second (requests × recipients).
+    pub msgs_per_s: f64,
+    /// requests/s ÷ the ceiling's requests/s at the same load.
+    pub ratio_rps: Option<f64>,
+    /// p50 and p99 latency ÷ the ceiling's.
+    pub ratio_p50: Option<f64>,
+    pub ratio_p99: Option<f64>,
+    /// Inbox entries acknowledged with 200 (warm-up included).
+    pub acked_msgs: u64,
+    /// Inbox entries found afterwards.
+    pub stored_msgs: u64,
+    /// Acknowledged but not found: must be 0.
+    pub lost: u64,
+    /// How `stored_msgs` was counted.
+    pub check: &'static str,
+    /// Receiving clients whose connection dropped during the cell.
+    pub receivers_dropped: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct E2eCell {
+    pub users: usize,
+    pub connected: usize,
+    pub rate: u64,
+    /// The REST side (open loop).
+    pub rest: OpenResult,
+    /// Request sent → message received on the recipient's WebSocket.
+    pub e2e: Latency,
+    pub expected: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub receivers_dropped: u64,
+    #[serde(skip)]
+    pub hist: crate::stats::Hist,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConnResult {
+    pub requested: usize,
+    /// What was attempted after capping by open-file limits.
+    pub attempted: usize,
+    pub cap_reason: Option<String>,
+    pub connected: usize,
+    pub connect_secs: f64,
+    pub hold_secs: f64,
+    /// Still connected after the hold.
+    pub held: usize,
+    pub rss_base_kb: Option<u64>,
+    pub rss_kb: Option<u64>,
+    /// (RSS after − RSS before) ÷ connections.
+    pub rss_per_conn_bytes: Option<f64>,
+    /// (connections, server RSS KiB) while connecting.
+    pub curve: Vec<(usize, u64)>,
+    pub server_nofile_limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BacklogResult {
+    pub messages: usize,
+    pub concurrency: usize,
+    pub acked: u64,
+    pub errors: u64,
+    pub send_secs: f64,
+    /// Successful sends in each 1-second slice while the inbox grew.
+    pub slices: Vec<u64>,
+    pub first_slice: u64,
+    /// The last complete slice.
+    pub last_slice: u64,
+    pub last_over_first: f64,
+    pub drain_msgs: u64,
+    pub drain_secs: f64,
+    pub drain_msgs_per_s: f64,
+    pub lost: u64,
+    /// Messages received per 100 ms during the drain.
+    pub drain_curve: Vec<u64>,
+    /// Cores used during the drain by the server and by the bench (the
+    /// receiving client).
+    pub drain_server_cpu: Option<f64>,
+    pub drain_client_cpu: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OverloadResult {
+    pub capacity_rps: f64,
+    pub offered_rps: f64,
+    pub workers: usize,
+    pub rest: OpenResult,
+    /// (seconds, server RSS KiB), every 250 ms.
+    pub rss: Vec<(f64, u64)>,
+    pub rss_start_kb: Option<u64>,
+    pub rss_peak_kb: Option<u64>,
+    pub rss_end_kb: Option<u64>,
+    /// RSS growth over the second half, KiB per second.
+    pub rss_slope_kb_per_s: Option<f64>,
+    pub bounded: Option<bool>,
+    /// The server answered /health afterwards.
+    pub alive_after: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetCheck {
+    pub name: String,
+    pub target: String,
+    pub value: String,
+    /// None: not measured in this run.
+    pub met: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub meta: Meta,
+    pub ceiling: Vec<CeilingCell>,
+    pub send: Vec<SendCell>,
+    pub e2e: Vec<E2eCell>,
+    pub connections: Option<ConnResult>,
+    pub backlog: Option<BacklogResult>,
+    pub overload: Option<OverloadResult>,
+    pub targets: Vec<TargetCheck>,
+    pub failures: Vec<String>,
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| (a / b * 1000.0).round() / 1000.0)
+}
+
+impl Report {
+    pub fn new(ctx: &Ctx, command: String, server: String) -> Self {
+        Self {
+            meta: Meta {
+                date: crate::sys::today(),
+                commit: crate::sys::git_commit(),
+                cores: crate::sys::cores(),
+                cpu: crate::sys::cpu_model(),
+                command,
+                server,
+                bench_nofile_limit: ctx.nofile,
+                params: ctx.params.clone(),
+            },
+            ceiling: Vec::new(),
+            send: Vec::new(),
+            e2e: Vec::new(),
+            connections: None,
+            backlog: None,
+            overload: None,
+            targets: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    pub fn ceiling_for(&self, concurrency: usize, recipients: usize) -> Option<&CeilingCell> {
+        self.ceiling
+            .iter()
+            .find(|c| c.concurrency == concurrency && c.recipients == recipients)
+    }
+
+    /// Fills the ratios of a send cell from the ceiling at the same load.
+    pub fn with_ratios(&self, mut cell: SendCell) -> SendCell {
+        if let Some(c) = self.ceiling_for(cell.concurrency, cell.recipients) {
+            cell.ratio_rps = ratio(cell.load.rps, c.load.rps);
+            cell.ratio_p50 = ratio(
+                cell.load.latency.p50_us as f64,
+                c.load.latency.p50_us as f64,
+            );
+            cell.ratio_p99 = ratio(
+                cell.load.latency.p99_us as f64,
+                c.load.latency.p99_us as f64,
+            );
+        }
+        cell
+    }
+
+    pub fn evaluate_targets(&mut self) {
+        let mut t = Vec::new();
+        let send = self
+            .send
+            .iter()
+            .find(|c| c.concurrency == 64 && c.recipients == 1 && !c.online);
+        t.push(TargetCheck {
+            name: "REST send, c=64, 1 recipient, durable".into(),
+            target: "≥ 0.50 × ceiling req/s".into(),
+            value: send.map_or("not measured".into(), |c| {
+                format!(
+                    "{} req/s = {:.2} × ceiling",
+                    fmt_count(c.load.rps),
+                    c.ratio_rps.unwrap_or(0.0)
+                )
+            }),
+            met: send.and_then(|c| c.ratio_rps).map(|r| r >= 0.5),
+        });
+        let lost: Option<u64> = (!self.send.is_empty()).then(|| {
+            self.send.iter().map(|c| c.lost).sum::<u64>()
+                + self.backlog.as_ref().map_or(0, |b| b.lost)
+        });
+        t.push(TargetCheck {
+            name: "Nothing acknowledged is lost".into(),
+            target: "0 lost".into(),
+            value: lost.map_or("not measured".into(), |l| format!("{l} lost")),
+            met: lost.map(|l| l == 0),
+        });
+        let b = self.backlog.as_ref();
+        t.push(TargetCheck {
+            name: "Backlog: send rate while one inbox grows".into(),
+            target: "last 1-s slice ≥ 0.90 × first".into(),
+            value: b.map_or("not measured".into(), |b| {
+                format!(
+                    "{} → {} /s = {:.2}",
+                    b.first_slice, b.last_slice, b.last_over_first
+                )
+            }),
+            met: b
+                .filter(|b| b.slices.len() >= 2)
+                .map(|b| b.last_over_first >= 0.9),
+        });
+        t.push(TargetCheck {
+            name: "Backlog: drain on reconnect".into(),
+            target: "≥ 100k messages/s".into(),
+            value: b.map_or("not measured".into(), |b| {
+                format!(
+                    "{} msgs in {:.2}s = {}/s",
+                    b.drain_msgs,
+                    b.drain_secs,
+                    fmt_count(b.drain_msgs_per_s)
+                )
+            }),
+            met: b.map(|b| b.drain_msgs_per_s >= 100_000.0 && b.lost == 0),
+        });
+        let e = self
+            .e2e
+            .iter()
+            .find(|c| c.users == 10_000 && c.rate == 10_000);
+        t.push(TargetCheck {
+            name: "End-to-end p99 at 10k msg/s, 10k users".into(),
+            target: "≤ 10 ms".into(),
+            value: e.map_or("not measured".into(), |c| {
+                format!(
+                    "p99 {} (achieved {} msg/s)",
+                    fmt_us(c.e2e.p99_us),
+                    fmt_count(c.rest.load.rps)
+                )
+            }),
+            met: e.map(|c| {
+                c.e2e.p99_us <= 10_000 && c.rest.load.rps >= 0.95 * c.rate as f64 && c.lost == 0
+            }),
+        });
+        let c = self.connections.as_ref();
+        t.push(TargetCheck {
+            name: "Idle connections held".into(),
+            target: "100k".into(),
+            value: c.map_or("not measured".into(), |c| {
+                let mut v = format!("{} held of {} attempted", c.held, c.attempted);
+                if let Some(r) = &c.cap_reason {
+                    let _ = write!(v, " ({r})");
+                }
+                v
+            }),
+            met: c.map(|c| c.held >= 100_000),
+        });
+        t.push(TargetCheck {
+            name: "Memory per idle connection".into(),
+            target: "≤ 20 KB".into(),
+            value: c
+                .and_then(|c| c.rss_per_conn_bytes)
+                .map_or("not measured".into(), |b| format!("{:.1} KB", b / 1000.0)),
+            met: c.and_then(|c| c.rss_per_conn_bytes).map(|b| b <= 20_000.0),
+        });
+        let o = self.overload.as_ref();
+        t.push(TargetCheck {
+            name: "Overload (10x): bounded memory, no crash".into(),
+            target: "429s or slower answers, RSS flat".into(),
+            value: o.map_or("not measured".into(), |o| {
+                format!(
+                    "offered {}/s, served {}/s, 429s {}, p99 {}, RSS {}→{} MB (peak {}), alive {}",
+                    fmt_count(o.offered_rps),
+                    fmt_count(o.rest.load.rps),
+                    o.rest.load.errors.get("status 429").copied().unwrap_or(0),
+                    fmt_us(o.rest.load.latency.p99_us),
+                    o.rss_start_kb
+                        .map_or("?".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
+                    o.rss_end_kb
+                        .map_or("?".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
+                    o.rss_peak_kb
+                        .map_or("?".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
+                    o.alive_after
+                )
+            }),
+            met: o.map(|o| o.alive_after && o.bounded.unwrap_or(true)),
+        });
+        self.targets = t;
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let m = &self.meta;
+        let _ = writeln!(
+            s,
+            "chatd-bench {}  commit {}  {} cores ({})",
+            m.date,
+            m.commit.as_deref().unwrap_or("?"),
+            m.cores,
+            m.cpu.as_deref().unwrap_or("?")
+        );
+        let _ = writeln!(s, "server: {}", m.server);
+        if !self.send.is_empty() || !self.ceiling.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nREST send ({}s warm-up, {}s measured per cell; ratio = chatd ÷ ceiling at the same load)",
+                m.params.warmup_s, m.params.duration_s
+            );
+            let _ = writeln!(
+                s,
+                "{:<8} {:>4} {:>5} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>7} {:>6} {:>5} {:>9}",
+                "server", "c", "rcpt", "req/s", "msg/s", "×ceil", "p50", "p99", "p99.9", "p50×", "p99×", "errors", "lost", "cpu s/c"
+            );
+            let mut rows: Vec<(usize, usize, u8)> = Vec::new();
+            for c in &self.ceiling {
+                rows.push((c.recipients, c.concurrency, 0));
+            }
+            for c in &self.send {
+                rows.push((c.recipients, c.concurrency, 1 + u8::from(c.online)));
+            }
+            rows.sort();
+            rows.dedup();
+            for (r, c, kind) in rows {
+                if kind == 0 {
+                    if let Some(x) = self.ceiling_for(c, r) {
+                        let l = &x.load;
+                        let _ = writeln!(
+                            s,
+                            "{:<8} {:>4} {:>5} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>7} {:>6} {:>5} {:>9}",
+                            "ceiling",
+                            c,
+                            r,
+                            fmt_count(l.rps),
+                            "",
+                            "1.00",
+                            fmt_us(l.latency.p50_us),
+                            fmt_us(l.latency.p99_us),
+                            fmt_us(l.latency.p999_us),
+                            "",
+                            "",
+                            l.error_count,
+                            "",
+                            format!("-/{:.2}", l.client_cpu)
+                        );
+                    }
+                    continue;
+                }
+                let online = kind == 2;
+                if let Some(x) = self
+                    .send
+                    .iter()
+                    .find(|x| x.concurrency == c && x.recipients == r && x.online == online)
+                {
+                    let l = &x.load;
+                    let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+                    let _ = writeln!(
+                        s,
+                        "{:<8} {:>4} {:>5} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>7} {:>6} {:>5} {:>9}",
+                        if online { "online" } else { "offline" },
+                        c,
+                        r,
+                        fmt_count(l.rps),
+                        fmt_count(x.msgs_per_s),
+                        f(x.ratio_rps),
+                        fmt_us(l.latency.p50_us),
+                        fmt_us(l.latency.p99_us),
+                        fmt_us(l.latency.p999_us),
+                        f(x.ratio_p50),
+                        f(x.ratio_p99),
+                        l.error_count,
+                        x.lost,
+                        format!(
+                            "{}/{:.2}",
+                            l.server_cpu.map_or("-".into(), |v| format!("{v:.2}")),
+                            l.client_cpu
+                        )
+                    );
+                }
+            }
+            let _ = writeln!(
+                s,
+                "  (cpu s/c: cores used by the server / by the bench process, which also hosts the ceiling server)"
+            );
+        }
+        if !self.e2e.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nEnd-to-end: REST request sent → message received on the recipient's WebSocket"
+            );
+            let _ = writeln!(
+                s,
+                "{:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>7}",
+                "users",
+                "rate",
+                "achieved",
+                "e2e p50",
+                "e2e p99",
+                "e2e p99.9",
+                "REST p50",
+                "REST p99",
+                "errors",
+                "lost",
+                "late"
+            );
+            for c in &self.e2e {
+                let _ = writeln!(
+                    s,
+                    "{:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>5} {:>7}",
+                    c.users,
+                    fmt_count(c.rate as f64),
+                    fmt_count(c.rest.load.rps),
+                    fmt_us(c.e2e.p50_us),
+                    fmt_us(c.e2e.p99_us),
+                    fmt_us(c.e2e.p999_us),
+                    fmt_us(c.rest.load.latency.p50_us),
+                    fmt_us(c.rest.load.latency.p99_us),
+                    c.rest.load.error_count,
+                    c.lost,
+                    c.rest.late
+                );
+            }
+        }
+        if let Some(c) = &self.connections {
+            let _ = writeln!(s, "\nConnections: idle authenticated WebSocket clients");
+            let _ = writeln!(
+                s,
+                "  requested {}  attempted {}{}  connected {} in {:.1}s  held {} after {:.0}s",
+                c.requested,
+                c.attempted,
+                c.cap_reason
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" ({r})")),
+                c.connected,
+                c.connect_secs,
+                c.held,
+                c.hold_secs
+            );
+            if let (Some(a), Some(b), Some(p)) = (c.rss_base_kb, c.rss_kb, c.rss_per_conn_bytes) {
+                let _ = writeln!(
+                    s,
+                    "  server RSS {:.1} MB → {:.1} MB: {:.1} KB per connection",
+                    a as f64 / 1024.0,
+                    b as f64 / 1024.0,
+                    p / 1000.0
+                );
+            }
+        }
+        if let Some(b) = &self.backlog {
+            let _ = writeln!(
+                s,
+                "\nBacklog: one offline inbox grows to {} messages (c={})",
+                b.messages, b.concurrency
+            );
+            let _ = writeln!(
+                s,
+                "  1-s slices (msg/s): {}",
+                b.slices
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            let _ = writeln!(
+                s,
+                "  first {} last {} ratio {:.2}; errors {}; drain {} msgs in {:.2}s = {}/s (cpu s/c {}/{:.2}); lost {}",
+                b.first_slice,
+                b.last_slice,
+                b.last_over_first,
+                b.errors,
+                b.drain_msgs,
+                b.drain_secs,
+                fmt_count(b.drain_msgs_per_s),
+                b.drain_server_cpu.map_or("-".into(), |v| format!("{v:.2}")),
+                b.drain_client_cpu,
+                b.lost
+            );
+        }
+        if let Some(o) = &self.overload {
+            let _ = writeln!(
+                s,
+                "\nOverload: {:.0}x the measured capacity, open loop over {} connections",
+                o.offered_rps / o.capacity_rps.max(1.0),
+                o.workers
+            );
+            let l = &o.rest.load;
+            let _ = writeln!(
+                s,
+                "  capacity {}/s, offered {}/s, served {}/s; p50 {} p99 {}; errors {:?}; unsent {}",
+                fmt_count(o.capacity_rps),
+                fmt_count(o.offered_rps),
+                fmt_count(l.rps),
+                fmt_us(l.latency.p50_us),
+                fmt_us(l.latency.p99_us),
+                l.errors,
+                o.rest.unsent
+            );
+            let mb = |k: Option<u64>| k.map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0));
+            let _ = writeln!(
+                s,
+                "  server RSS start {} MB, peak {} MB, end {} MB, slope {} KB/s over the second half; alive after: {}",
+                mb(o.rss_start_kb),
+                mb(o.rss_peak_kb),
+                mb(o.rss_end_kb),
+                o.rss_slope_kb_per_s.map_or("?".into(), |v| format!("{v:.0}")),
+                o.alive_after
+            );
+        }
+        if !self.targets.is_empty() {
+            let _ = writeln!(s, "\nTargets (issue 5)");
+            if self.meta.params.quick {
+                let _ = writeln!(
+                    s,
+                    "  (--quick: small counts and short windows; a smoke test, not a measurement)"
+                );
+            }
+            for t in &self.targets {
+                let mark = match t.met {
+                    Some(true) => "met   ",
+                    Some(false) => "MISSED",
+                    None => "-     ",
+                };
+                let _ = writeln!(s, "  {mark} {:<44} {:<32} {}", t.name, t.target, t.value);
+            }
+        }
+        for f in &self.failures {
+            let _ = writeln!(s, "\nFAILED: {f}");
+        }
+        s
+    }
+}
