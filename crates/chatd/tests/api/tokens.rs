@@ -230,3 +230,30 @@ async fn the_token_endpoint_errors() {
     let r = post(json!({"grant_type":"password","username":"dave","password":"anything"})).await;
     assert_error(&r, 400, "invalid_grant", "invalid password");
 }
+
+#[tokio::test]
+async fn the_token_endpoint_names_each_missing_field() {
+    let server = TestServer::start();
+    let anon = server.anonymous();
+    for (body, description) in [
+        (json!({}), "grant_type must be provided."),
+        (
+            json!({"grant_type":"password","password":"x"}),
+            "username must be provided.",
+        ),
+        (
+            json!({"grant_type":"password","username":"x"}),
+            "password must be provided.",
+        ),
+        (
+            json!({"grant_type":"client_credentials","client_id":CLIENT_ID,"client_secret":CLIENT_SECRET,"ttl":-5}),
+            "ttl must be a non-negative integer number of seconds",
+        ),
+    ] {
+        let r = anon
+            .call(Method::POST, "/token", Some(&body))
+            .await
+            .unwrap();
+        assert_error(&r, 400, "illegal_argument", description);
+    }
+}

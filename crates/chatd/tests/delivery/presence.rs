@@ -133,3 +133,38 @@ async fn offline_count_and_status_follow_acknowledgements() {
     assert_eq!(status(admin.clone()).await, "delivered");
     assert_eq!(count(admin.clone()).await, 1);
 }
+
+#[tokio::test]
+async fn malformed_delivery_queries_get_their_errors() {
+    let server = TestServer::start();
+    let admin = server.admin();
+    let r = admin
+        .call(
+            Method::GET,
+            "/users/bob/offline_msg_status/notanumber",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "illegal_argument");
+    assert_eq!(r.description(), "msg_id notanumber is not a message id");
+    let r = admin
+        .call(
+            Method::GET,
+            "/users/bob/history?peer=alice&cursor=abc",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "illegal_argument");
+    assert_eq!(r.description(), "cursor is not valid");
+    let r = admin.call(Method::GET, "/ws", None).await.unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "websocket_required");
+    assert_eq!(
+        r.description(),
+        "This endpoint speaks WebSocket: send an Upgrade request"
+    );
+}
