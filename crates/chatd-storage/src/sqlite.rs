@@ -1,8 +1,8 @@
 //! The embedded store: one SQLite database in WAL mode.
 //!
 //! All writes go through one writer thread that drains whatever requests are
-//! queued, applies them in a single transaction (each inside its own
-//! savepoint, so that one failing request does not undo the others), commits
+//! queued, applies them in a single transaction (one failing request does
+//! not undo the others: see `Writer::apply`), commits
 //! with `synchronous=FULL` (an fsync of the WAL) and only then answers the
 //! callers. Under load this batches many sends into one fsync; idle, a lone
 //! request is committed at once. Reads use a small pool of read-only
@@ -758,6 +758,9 @@ struct Writer {
     /// Last inbox sequence per (app, owner), so that appends need no read.
     seqs: HashMap<(i64, String), u64>,
     checkpointer: Checkpointer,
+    /// Set when a request failed half-way outside a savepoint: the batch's
+    /// transaction is rolled back as a whole.
+    poisoned: Option<String>,
 }
 
 /// Bound on the sequence cache; past it the cache starts over (a miss costs
@@ -770,6 +773,7 @@ impl Writer {
             conn,
             seqs: HashMap::new(),
             checkpointer,
+            poisoned: None,
         }
     }
 
@@ -815,13 +819,18 @@ impl Writer {
                     op => done.push(self.apply(op)),
                 }
             }
-            let commit = begin.and_then(|_| self.exec("COMMIT"));
+            let commit = match self.poisoned.take() {
+                Some(why) => Err(why),
+                None => begin
+                    .and_then(|_| self.exec("COMMIT"))
+                    .map_err(|e| e.to_string()),
+            };
             let commit_error = commit.err().map(|e| {
                 tracing::error!(error = %e, "storage batch commit failed");
                 let _ = self.conn.execute_batch("ROLLBACK");
                 // Cached sequences may include rolled-back appends.
                 self.seqs.clear();
-                e.to_string()
+                e
             });
             metrics::histogram!("chatd_storage_batch_size").record(size as f64);
             metrics::histogram!("chatd_storage_commit_seconds")
@@ -862,8 +871,14 @@ impl Writer {
                 pending(reply, r)
             }
             WriteOp::AppendMessage(msg, reply) => {
+                // No savepoint: opening and releasing one per send, and the
+                // sub-journal copies of the pages that the batch's sends
+                // share, showed in the writer's profile. A send fails on its
+                // own only at its first statement (a message id stored
+                // before), which writes nothing; a failure after it poisons
+                // the batch (see append_message).
                 let mut staged = HashMap::new();
-                let r = self.savepoint(|w| w.append_message(&msg, &mut staged));
+                let r = self.append_message(&msg, &mut staged);
                 if r.is_ok() {
                     if self.seqs.len() + staged.len() > SEQ_CACHE_MAX {
                         self.seqs.clear();
@@ -1035,6 +1050,8 @@ impl Writer {
         };
         let options = serde_json::to_string(&msg.options)
             .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        // A single-row INSERT that fails changes nothing: this request fails
+        // alone.
         self.conn
             .prepare_cached(
                 "INSERT INTO messages (id, app, sender, msg_type, body, ext, created_ms, options) \
@@ -1050,7 +1067,18 @@ impl Writer {
                 msg.timestamp_ms,
                 options
             ])?;
-        let message = first.msg_id as i64;
+        // Past this point a failure leaves part of the message written: the
+        // whole batch is rolled back and every request of it fails.
+        self.append_entries(msg, first.msg_id as i64, staged)
+            .inspect_err(|e| self.poisoned = Some(format!("a send failed half-way: {e}")))
+    }
+
+    fn append_entries(
+        &mut self,
+        msg: &NewMessage,
+        message: i64,
+        staged: &mut HashMap<(i64, String), u64>,
+    ) -> Result<Vec<StoredRecipient>> {
         let mut out = Vec::with_capacity(msg.recipients.len());
         for r in &msg.recipients {
             let key = (msg.app, r.owner.clone());
@@ -1224,6 +1252,32 @@ mod tests {
         assert!(ok.is_ok() != dup.is_ok());
         let ok2 = store.append_message(message(1, &["b"], 6)).await.unwrap();
         assert_eq!(ok2[0].seq, 1, "the failed append left no sequence behind");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_send_failing_half_way_leaves_nothing_of_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap());
+        store.append_message(message(1, &["a"], 10)).await.unwrap();
+        // Inbox rows for "poison" fail after the message row was written.
+        let c = Connection::open(dir.path().join("chatd.db")).unwrap();
+        c.execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON inbox WHEN NEW.owner = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'no inbox for poison'); END;",
+        )
+        .unwrap();
+        drop(c);
+        let err = store.append_message(message(1, &["b", "poison"], 50)).await;
+        assert!(err.is_err(), "{err:?}");
+        assert_eq!(
+            store.max_message_id().await.unwrap(),
+            10,
+            "no entry of the failed send"
+        );
+        assert!(store.inbox_after(1, "b", 0, 10).await.unwrap().is_empty());
+        let ok = store.append_message(message(1, &["b"], 60)).await.unwrap();
+        assert_eq!(ok[0].seq, 1, "no sequence was used up");
         store.close().await;
     }
 
