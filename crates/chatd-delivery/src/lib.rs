@@ -13,7 +13,7 @@ pub mod registry;
 pub mod session;
 
 pub use registry::{Connections, DeviceInfo, Kick, Receipt, ReceiptKind, Registration};
-pub use session::DeviceSession;
+pub use session::{DeviceSession, SAVE_EVERY_ACKS, SAVE_INTERVAL};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -16,6 +16,16 @@ use tokio::task::JoinHandle;
 /// does not wait for storage.
 const PREFETCH: usize = 64;
 
+/// While acknowledgements come in, a connection saves its device's position
+/// at most this often (and when it closes). One write per device per
+/// interval: with thousands of devices each receiving about a message a
+/// second, saving every second doubled the storage writer's work. After a
+/// crash a device may get its last few seconds of messages again (same
+/// `msg_id`). Documented in docs/protocol.md.
+pub const SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Unsaved acknowledgements that make a connection save at once.
+pub const SAVE_EVERY_ACKS: u64 = 64;
+
 type Prefetch = JoinHandle<Result<Vec<InboxEntry>, StorageError>>;
 
 pub struct DeviceSession {

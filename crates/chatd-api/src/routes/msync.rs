@@ -21,7 +21,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chatd_auth::{AppKeys, AuthError, Principal};
 use chatd_core::{AppRecord, EntryKind, InboxEntry, MessageIdGenerator};
-use chatd_delivery::{DeviceSession, InboxKey, Kick, Receipt, ReceiptKind};
+use chatd_delivery::{
+    DeviceSession, InboxKey, Kick, Receipt, ReceiptKind, SAVE_EVERY_ACKS, SAVE_INTERVAL,
+};
 use chatd_msync::frame::{self, Login, Request};
 use chatd_msync::meta::{self, AckKind, Uplink};
 use chatd_msync::pb::statistics_body::Operation;
@@ -39,8 +41,6 @@ use tokio::sync::mpsc;
 const MAX_FRAME_BYTES: usize = 256 * 1024;
 /// Metas per SYNC answer.
 const SYNC_BATCH: usize = 20;
-/// Unsaved acknowledgements that trigger an immediate save.
-const SAVE_EVERY_ACKS: u64 = 64;
 /// The node number of the ids given to receipts and client reports, which
 /// are not messages: message ids carry the server's `node_id` (0 unless
 /// configured; 1023 should be left to this), so the two do not meet.
@@ -342,7 +342,7 @@ impl Connection {
         let settings = self.state.clients.clone();
         let mut ping = tokio::time::interval(Duration::from_secs(settings.ping_secs.max(1)));
         ping.tick().await;
-        let mut save = tokio::time::interval(Duration::from_secs(1));
+        let mut save = tokio::time::interval(SAVE_INTERVAL);
         let mut shutdown = self.state.shutdown.clone();
         let mut last_heard = Instant::now();
         loop {

@@ -15,10 +15,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use chatd_auth::Principal;
 use chatd_core::record::message_record;
-use chatd_core::{AppRecord, InboxEntry};
-use chatd_delivery::{DeviceSession, InboxKey, Kick};
+use chatd_core::{AppRecord, InboxEntry, MessageType};
+use chatd_delivery::{DeviceSession, InboxKey, Kick, SAVE_EVERY_ACKS, SAVE_INTERVAL};
 use chatd_pipeline::{check_send_object, Source};
-use serde_json::{json, Value};
+use futures::SinkExt;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +38,6 @@ pub mod close {
 
 /// Largest frame a client may send.
 const MAX_FRAME_BYTES: usize = 64 * 1024;
-/// Unsaved acknowledgements that trigger an immediate save.
-const SAVE_EVERY_ACKS: u64 = 64;
 
 pub async fn connect(
     State(state): State<Arc<ApiState>>,
@@ -134,16 +134,28 @@ impl Connection {
         close_socket(conn.socket, code, reason).await;
     }
 
+    /// Writes one frame and flushes it.
     async fn send(&mut self, msg: Message) -> Result<(), Closing> {
-        let write = Duration::from_secs(self.state.clients.write_secs);
-        match tokio::time::timeout(write, self.socket.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Closing(close::GOING_AWAY, "connection lost")),
-            Err(_) => {
-                metrics::counter!("chatd_ws_stalled_total").increment(1);
-                Err(Closing(close::STALLED, "client too slow to read"))
-            }
-        }
+        let write = self.write_timeout();
+        written(tokio::time::timeout(write, self.socket.send(msg)).await)
+    }
+
+    /// Queues one frame without flushing: it reaches the socket when the
+    /// write buffer fills or at the next [`Self::flush`]. Waits (within the
+    /// write timeout) only when the socket cannot take more.
+    async fn feed(&mut self, msg: Message) -> Result<(), Closing> {
+        let write = self.write_timeout();
+        written(tokio::time::timeout(write, SinkExt::feed(&mut self.socket, msg)).await)
+    }
+
+    /// Writes out everything queued by [`Self::feed`].
+    async fn flush(&mut self) -> Result<(), Closing> {
+        let write = self.write_timeout();
+        written(tokio::time::timeout(write, SinkExt::flush(&mut self.socket)).await)
+    }
+
+    fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.state.clients.write_secs)
     }
 
     async fn serve(&mut self) -> Closing {
@@ -194,7 +206,7 @@ impl Connection {
         let settings = self.state.clients.clone();
         let mut ping = tokio::time::interval(Duration::from_secs(settings.ping_secs.max(1)));
         ping.tick().await;
-        let mut save = tokio::time::interval(Duration::from_secs(1));
+        let mut save = tokio::time::interval(SAVE_INTERVAL);
         let mut shutdown = self.state.shutdown.clone();
         let mut last_heard = Instant::now();
         // Look at the inbox once at start, then whenever it grows or the
@@ -205,10 +217,16 @@ impl Connection {
                 match session.next_batch().await {
                     Ok(batch) if batch.is_empty() => look = false,
                     Ok(batch) => {
+                        // One flush (one write to the socket, one wake-up of
+                        // the client) per batch instead of per frame; every
+                        // write still has the write timeout.
                         for e in &batch {
-                            if let Err(c) = self.send(message_frame(e)).await {
+                            if let Err(c) = self.feed(message_frame(e)).await {
                                 return c;
                             }
+                        }
+                        if let Err(c) = self.flush().await {
+                            return c;
                         }
                         metrics::counter!("chatd_ws_messages_delivered_total")
                             .increment(batch.len() as u64);
@@ -404,8 +422,100 @@ async fn client_send(
     ))
 }
 
+/// The outcome of a write bounded by the write timeout.
+fn written(r: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>) -> Result<(), Closing> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Closing(close::GOING_AWAY, "connection lost")),
+        Err(_) => {
+            metrics::counter!("chatd_ws_stalled_total").increment(1);
+            Err(Closing(close::STALLED, "client too slow to read"))
+        }
+    }
+}
+
+/// `{"op":"msg","seq":N,"message":RECORD}`, serialized straight into one
+/// buffer. The bytes are those of
+/// `json!({"op": "msg", "seq": …, "message": message_record(e)}).to_string()`
+/// (serde_json's maps sort their keys, so the fields below are declared in
+/// that order; a test checks the equality), without building the record's
+/// outer objects and copying its strings first.
 fn message_frame(e: &InboxEntry) -> Message {
-    frame(json!({"op": "msg", "seq": e.seq, "message": message_record(e)}))
+    let mut body: Map<String, Value> = serde_json::from_str(&e.body).unwrap_or_default();
+    body.insert("type".into(), Value::String(e.msg_type.as_str().into()));
+    if e.msg_type == MessageType::Custom {
+        // Newer clients read the map under `v2:customExts`.
+        if let Some(exts) = body.get("customExts").cloned() {
+            body.insert("v2:customExts".into(), exts);
+        }
+    }
+    let ext: Value = e
+        .ext
+        .as_deref()
+        .and_then(|x| serde_json::from_str(x).ok())
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    let f = MsgFrame {
+        message: Record {
+            chat_type: "chat",
+            direction: "outgoing",
+            from: &e.from,
+            msg_id: DecimalString(e.msg_id),
+            payload: Payload {
+                bodies: [&body],
+                ext: &ext,
+                from: &e.from,
+                to: &e.to,
+            },
+            timestamp: e.timestamp_ms,
+            to: &e.to,
+        },
+        op: "msg",
+        seq: e.seq,
+    };
+    let mut buf = Vec::with_capacity(256 + e.body.len() + e.ext.as_deref().map_or(0, str::len));
+    match serde_json::to_writer(&mut buf, &f).map(|()| String::from_utf8(buf)) {
+        Ok(Ok(text)) => Message::Text(text.into()),
+        // Not reached: serializing these types cannot fail, and serde_json
+        // writes UTF-8.
+        _ => frame(json!({"op": "msg", "seq": e.seq, "message": message_record(e)})),
+    }
+}
+
+// The fields of each struct are in serde_json's (sorted) map order.
+#[derive(Serialize)]
+struct MsgFrame<'a> {
+    message: Record<'a>,
+    op: &'static str,
+    seq: u64,
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    chat_type: &'static str,
+    direction: &'static str,
+    from: &'a str,
+    msg_id: DecimalString,
+    payload: Payload<'a>,
+    timestamp: i64,
+    to: &'a str,
+}
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    bodies: [&'a Map<String, Value>; 1],
+    ext: &'a Value,
+    from: &'a str,
+    to: &'a str,
+}
+
+/// A 64-bit id as a decimal JSON string (ids do not survive JavaScript
+/// numbers).
+struct DecimalString(u64);
+
+impl Serialize for DecimalString {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
 }
 
 async fn close_socket(mut socket: WebSocket, code: u16, reason: &str) {
@@ -472,5 +582,67 @@ async fn authenticate(
             }
         };
         return Ok((user, device));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatd_core::{EntryKind, SendOptions};
+
+    fn entry(msg_type: MessageType, body: &str, ext: Option<&str>) -> InboxEntry {
+        InboxEntry {
+            seq: 42,
+            msg_id: 1_707_790_329_568_034_816,
+            owner: "u2".into(),
+            from: "u1\"<é>\\".into(),
+            to: "u2\u{1}\n".into(),
+            kind: EntryKind::Incoming,
+            msg_type,
+            body: body.into(),
+            ext: ext.map(str::to_string),
+            timestamp_ms: -5,
+            options: SendOptions::default(),
+        }
+    }
+
+    #[test]
+    fn msg_frames_are_the_records_json_byte_for_byte() {
+        let cases = [
+            entry(
+                MessageType::Txt,
+                r#"{"msg":"hello ~T1~ \u00e9\ud83d\ude00"}"#,
+                None,
+            ),
+            entry(
+                MessageType::Txt,
+                r#"{"z":1,"msg":"x","a":{"y":2.5,"b":[1,"2",null,true]}}"#,
+                Some(r#"{"em_ignore_notification":true,"b":{"z":1,"a":1e3}}"#),
+            ),
+            entry(
+                MessageType::Custom,
+                r#"{"customEvent":"e","customExts":{"k":"v","a":"b"}}"#,
+                Some(r#"{"a":1}"#),
+            ),
+            entry(
+                MessageType::Custom,
+                r#"{"customEvent":"e"}"#,
+                Some("not json"),
+            ),
+            entry(MessageType::Img, "not json", Some("[1,2]")),
+            entry(
+                MessageType::Txt,
+                r#"{"type":"other","msg":"m"}"#,
+                Some("null"),
+            ),
+        ];
+        for e in &cases {
+            let expected =
+                json!({"op": "msg", "seq": e.seq, "message": message_record(e)}).to_string();
+            let Message::Text(got) = message_frame(e) else {
+                panic!("not a text frame");
+            };
+            assert_eq!(got.as_str(), expected);
+        }
     }
 }
