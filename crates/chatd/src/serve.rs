@@ -83,39 +83,23 @@ async fn open_files(config: &Config) -> anyhow::Result<Arc<dyn FileStore>> {
 /// Raises the soft limit on open files to the hard limit: every client
 /// connection is a file descriptor, and the usual soft limit (1024) would
 /// cap a server at about a thousand clients.
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-))]
+#[cfg(unix)]
 fn raise_nofile_limit() {
-    #[repr(C)]
-    struct Rlimit {
-        cur: u64,
-        max: u64,
-    }
-    extern "C" {
-        fn getrlimit(resource: i32, rlim: *mut Rlimit) -> i32;
-        fn setrlimit(resource: i32, rlim: *const Rlimit) -> i32;
-    }
-    const RLIMIT_NOFILE: i32 = 7;
-    let mut lim = Rlimit { cur: 0, max: 0 };
-    // SAFETY: both calls only read or write the struct passed, whose layout
-    // is `struct rlimit` on these 64-bit Linux targets (two 64-bit rlim_t),
-    // where RLIMIT_NOFILE is 7.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
     unsafe {
-        if getrlimit(RLIMIT_NOFILE, &mut lim) == 0 && lim.cur < lim.max {
-            let want = Rlimit {
-                cur: lim.max,
-                max: lim.max,
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
             };
-            if setrlimit(RLIMIT_NOFILE, &want) != 0 {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) != 0 {
                 tracing::warn!(
-                    soft = lim.cur,
-                    hard = lim.max,
+                    soft = lim.rlim_cur,
+                    hard = lim.rlim_max,
                     "could not raise the open-file limit"
                 );
             }
@@ -123,14 +107,7 @@ fn raise_nofile_limit() {
     }
 }
 
-#[cfg(not(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-)))]
+#[cfg(not(unix))]
 fn raise_nofile_limit() {}
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
