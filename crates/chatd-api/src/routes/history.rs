@@ -2,18 +2,14 @@
 
 use crate::body::{read_json_body, ContentTypePolicy};
 use crate::error::ApiError;
-use crate::routes::{envelope, user_call, Allowed, UserPath};
-use crate::state::ApiState;
+use crate::routes::{envelope, user_call, Allowed, Call, UserPath};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use chatd_core::record::message_record;
-use chatd_core::AppRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 /// Default and largest page of history.
 pub const HISTORY_PAGE: usize = 20;
@@ -32,20 +28,12 @@ pub struct HistoryQuery {
 /// conversation of `username` with `P`, newest first; `cursor` (from the
 /// previous page) continues with older messages.
 pub async fn history(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
+    call: Call,
     Path(path): Path<UserPath>,
     Query(q): Query<HistoryQuery>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let user = user_call(
-        &state,
-        &app,
-        &headers,
-        &path.username,
-        Allowed::AppOrSelf,
-        "history",
-    )?;
+    let (state, app) = (&call.state, &call.app);
+    let user = user_call(&call, &path.username, Allowed::AppOrSelf, "history")?;
     let peer = q
         .peer
         .as_deref()
@@ -67,7 +55,7 @@ pub async fn history(
     let cursor = (entries.len() == limit)
         .then(|| entries.last().map(|e| e.msg_id.to_string()))
         .flatten();
-    let mut out = envelope(&state, &app, "get", &format!("/{user}/history"));
+    let mut out = envelope(state, app, "get", &format!("/{user}/history"));
     out["entities"] = Value::Array(entries.iter().map(message_record).collect());
     out["count"] = json!(entries.len());
     if let Some(c) = cursor {
@@ -78,20 +66,9 @@ pub async fn history(
 
 /// `GET …/users/{username}/user_channels`: the user's one-to-one
 /// conversations, most recent first, with unread counts.
-pub async fn conversations(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
-    Path(path): Path<UserPath>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let user = user_call(
-        &state,
-        &app,
-        &headers,
-        &path.username,
-        Allowed::AppOrSelf,
-        "users",
-    )?;
+pub async fn conversations(call: Call, Path(path): Path<UserPath>) -> Result<Response, ApiError> {
+    let (state, app) = (&call.state, &call.app);
+    let user = user_call(&call, &path.username, Allowed::AppOrSelf, "users")?;
     let list = state
         .store()
         .conversations(app.key, &user, CONVERSATIONS_MAX)
@@ -108,7 +85,7 @@ pub async fn conversations(
             })
         })
         .collect();
-    let mut out = envelope(&state, &app, "get", &format!("/{user}/user_channels"));
+    let mut out = envelope(state, app, "get", &format!("/{user}/user_channels"));
     out["entities"] = json!([]);
     out["data"] = json!({"channel_infos": channels});
     out["count"] = json!(list.len());
@@ -118,22 +95,14 @@ pub async fn conversations(
 /// `DELETE …/users/{username}/user_channel` with
 /// `{"channel": peer, "type": "chat", "delete_roam": bool}`.
 pub async fn delete_conversation(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
+    call: Call,
     Path(path): Path<UserPath>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let user = user_call(
-        &state,
-        &app,
-        &headers,
-        &path.username,
-        Allowed::App,
-        "users",
-    )?;
+    let (state, app) = (&call.state, &call.app);
+    let user = user_call(&call, &path.username, Allowed::App, "users")?;
     let raw = read_json_body(
-        &headers,
+        &call.headers,
         body,
         state.max_request_bytes,
         ContentTypePolicy::Lenient,
@@ -171,7 +140,7 @@ pub async fn delete_conversation(
         .store()
         .delete_conversation(app.key, &user, &channel, delete_roam)
         .await?;
-    let mut out = envelope(&state, &app, "delete", &format!("/{user}/user_channel"));
+    let mut out = envelope(state, app, "delete", &format!("/{user}/user_channel"));
     out["path"] = json!("/users/user_channel");
     out["data"] = json!({"result": "ok"});
     Ok(Json(out).into_response())

@@ -15,11 +15,14 @@ use crate::auth::{check_call_rate, require_app, require_app_or_user};
 use crate::envelope::elapsed_ms;
 use crate::error::ApiError;
 use crate::state::ApiState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use chatd_core::user::normalize_username;
 use chatd_core::AppRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// The `{username}` of user-scoped routes.
 #[derive(Deserialize)]
@@ -36,28 +39,55 @@ pub(crate) enum Allowed {
     AppOrSelf,
 }
 
+/// What every app-scoped handler starts from: the server, the app its path
+/// named (resolved by the `apps` middleware), and the request's headers
+/// (for the token).
+pub struct Call {
+    pub state: Arc<ApiState>,
+    pub app: Arc<AppRecord>,
+    pub headers: HeaderMap,
+}
+
+impl FromRequestParts<Arc<ApiState>> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, Self::Rejection> {
+        let app = parts
+            .extensions
+            .get::<Arc<AppRecord>>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("a route outside the app-scoped router"))?;
+        Ok(Self {
+            state: state.clone(),
+            app,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
 /// The start of a call: the token's privilege, then the endpoint family's
 /// call rate.
-pub(crate) fn admin_call(
-    state: &ApiState,
-    app: &AppRecord,
-    headers: &HeaderMap,
-    route: &'static str,
-) -> Result<(), ApiError> {
-    require_app(state, app, headers)?;
-    check_call_rate(state, app, route)
+pub(crate) fn admin_call(call: &Call, route: &'static str) -> Result<(), ApiError> {
+    require_app(&call.state, &call.app, &call.headers)?;
+    check_call_rate(&call.state, &call.app, route)
 }
 
 /// The start of a call about one user: privilege, call rate, and the
 /// canonical username (a name that cannot exist answers 404).
 pub(crate) fn user_call(
-    state: &ApiState,
-    app: &AppRecord,
-    headers: &HeaderMap,
+    call: &Call,
     username: &str,
     allowed: Allowed,
     route: &'static str,
 ) -> Result<String, ApiError> {
+    let Call {
+        state,
+        app,
+        headers,
+    } = call;
     match allowed {
         Allowed::App => require_app(state, app, headers)?,
         Allowed::AppOrSelf => {

@@ -5,20 +5,18 @@ use crate::body::{read_json_body, ContentTypePolicy};
 use crate::envelope::elapsed_ms;
 use crate::error::ApiError;
 use crate::routes::{
-    admin_call, data_envelope, envelope, resource_uri, user_call, Allowed, UserPath,
+    admin_call, data_envelope, envelope, resource_uri, user_call, Allowed, Call, UserPath,
 };
 use crate::state::ApiState;
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use chatd_core::user::normalize_username;
 use chatd_core::AppRecord;
 use chatd_delivery::InboxKey;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 /// Most users in one batch status query.
 pub const MAX_STATUS_BATCH: usize = 100;
@@ -51,34 +49,26 @@ fn online_word(state: &ApiState, app: &AppRecord, user: &str) -> &'static str {
 }
 
 /// `GET …/users/{username}/status`
-pub async fn status(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
-    Path(path): Path<UserPath>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    admin_call(&state, &app, &headers, "users")?;
+pub async fn status(call: Call, Path(path): Path<UserPath>) -> Result<Response, ApiError> {
+    let (state, app) = (&call.state, &call.app);
+    admin_call(&call, "users")?;
     let name = path.username.to_ascii_lowercase();
     let out = data_envelope(
-        &state,
-        &app,
+        state,
+        app,
         "get",
         &format!("/{name}/status"),
-        json!({ &path.username: online_word(&state, &app, &name) }),
+        json!({ &path.username: online_word(state, app, &name) }),
     );
     Ok(Json(out).into_response())
 }
 
 /// `POST …/users/batch/status` with `{"usernames": [...]}` (at most 100).
-pub async fn batch_status(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    admin_call(&state, &app, &headers, "users")?;
+pub async fn batch_status(call: Call, body: Body) -> Result<Response, ApiError> {
+    let (state, app) = (&call.state, &call.app);
+    admin_call(&call, "users")?;
     let raw = read_json_body(
-        &headers,
+        &call.headers,
         body,
         state.max_request_bytes,
         ContentTypePolicy::Lenient,
@@ -98,7 +88,7 @@ pub async fn batch_status(
         let Some(n) = n.as_str() else {
             return Err(ApiError::invalid_request_body());
         };
-        data.push(json!({ n: online_word(&state, &app, &n.to_ascii_lowercase()) }));
+        data.push(json!({ n: online_word(state, app, &n.to_ascii_lowercase()) }));
     }
     Ok(Json(json!({
         "action": "get batch user status",
@@ -110,25 +100,14 @@ pub async fn batch_status(
 }
 
 /// `GET …/users/{username}/resources`: the user's connected devices.
-pub async fn resources(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
-    Path(path): Path<UserPath>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let name = user_call(
-        &state,
-        &app,
-        &headers,
-        &path.username,
-        Allowed::App,
-        "users",
-    )?;
+pub async fn resources(call: Call, Path(path): Path<UserPath>) -> Result<Response, ApiError> {
+    let (state, app) = (&call.state, &call.app);
+    let name = user_call(&call, &path.username, Allowed::App, "users")?;
     let devices = state
         .pipeline
         .delivery()
         .connections()
-        .devices(&key(&app, &name));
+        .devices(&key(app, &name));
     let data: Vec<Value> = devices
         .into_iter()
         .map(|d| {
@@ -141,7 +120,7 @@ pub async fn resources(
             })
         })
         .collect();
-    let mut out = envelope(&state, &app, "get", &format!("/{name}/resources"));
+    let mut out = envelope(state, app, "get", &format!("/{name}/resources"));
     out["path"] = json!(format!("/users/{name}/resources"));
     out["entities"] = json!([]);
     out["data"] = Value::Array(data);
@@ -149,28 +128,17 @@ pub async fn resources(
 }
 
 /// `GET …/users/{username}/disconnect`: every device of the user.
-pub async fn disconnect_user(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
-    Path(path): Path<UserPath>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let name = user_call(
-        &state,
-        &app,
-        &headers,
-        &path.username,
-        Allowed::App,
-        "users",
-    )?;
+pub async fn disconnect_user(call: Call, Path(path): Path<UserPath>) -> Result<Response, ApiError> {
+    let (state, app) = (&call.state, &call.app);
+    let name = user_call(&call, &path.username, Allowed::App, "users")?;
     let kicked = state
         .pipeline
         .delivery()
         .connections()
-        .disconnect_user(&key(&app, &name));
+        .disconnect_user(&key(app, &name));
     let out = data_envelope(
-        &state,
-        &app,
+        state,
+        app,
         "get",
         &format!("/{name}/disconnect"),
         json!({"result": kicked > 0}),
@@ -180,27 +148,19 @@ pub async fn disconnect_user(
 
 /// `DELETE …/users/{username}/disconnect/{resource}`: one device.
 pub async fn disconnect_device(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
+    call: Call,
     Path(path): Path<DevicePath>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let name = user_call(
-        &state,
-        &app,
-        &headers,
-        &path.username,
-        Allowed::App,
-        "users",
-    )?;
+    let (state, app) = (&call.state, &call.app);
+    let name = user_call(&call, &path.username, Allowed::App, "users")?;
     let kicked = state
         .pipeline
         .delivery()
         .connections()
-        .disconnect_device(&key(&app, &name), &path.resource);
+        .disconnect_device(&key(app, &name), &path.resource);
     let mut out = envelope(
-        &state,
-        &app,
+        state,
+        app,
         "delete",
         &format!("/{name}/disconnect/{}", path.resource),
     );
@@ -212,12 +172,11 @@ pub async fn disconnect_device(
 /// `GET …/users/{username}/offline_msg_status/{msg_id}`: `delivered` once a
 /// device of the user acknowledged the message, else `undelivered`.
 pub async fn offline_msg_status(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
+    call: Call,
     Path(path): Path<MessagePath>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    admin_call(&state, &app, &headers, "users")?;
+    let (state, app) = (&call.state, &call.app);
+    admin_call(&call, "users")?;
     let name = normalize_username(&path.username).map_err(|_| ApiError::user_not_found())?;
     let msg_id: u64 = path.msg_id.parse().map_err(|_| {
         ApiError::illegal_argument(format!("msg_id {} is not a message id", path.msg_id))
@@ -230,14 +189,14 @@ pub async fn offline_msg_status(
         _ => false,
     };
     let mut out = envelope(
-        &state,
-        &app,
+        state,
+        app,
         "get",
         &format!("/{name}/offline_msg_status/{msg_id}"),
     );
     out["uri"] = json!(resource_uri(
         &state.public_url,
-        &app,
+        app,
         &format!("/users/{name}/offline_msg_status/{msg_id}")
     ));
     out["entities"] = json!([]);

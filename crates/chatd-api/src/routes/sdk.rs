@@ -8,11 +8,11 @@
 //! - `GET …/sdk/users/{me}/token/expires`: a token's expiry
 //!   (`renewToken`).
 
-use crate::auth::{check_call_rate, require_app_or_user};
+use crate::auth::check_call_rate;
 use crate::body::{read_json_body, ContentTypePolicy};
 use crate::envelope::elapsed_ms;
 use crate::error::ApiError;
-use crate::routes::{canonical, resource_uri, UserPath};
+use crate::routes::{canonical, resource_uri, user_call, Allowed, Call, UserPath};
 use crate::state::ApiState;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -98,17 +98,14 @@ impl Filter {
 /// first, or with `is_positive: true` oldest first after `start`. The
 /// answer's `data` is `{msgs: [{msg: <base64 Meta>}], next_key, is_last}`.
 pub async fn message_roaming(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
+    call: Call,
     Path(path): Path<UserPath>,
-    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_app_or_user(&state, &app, &headers, &path.username)?;
-    check_call_rate(&state, &app, "history")?;
-    let user = canonical(&path.username)?;
+    let user = user_call(&call, &path.username, Allowed::AppOrSelf, "history")?;
+    let (state, app, headers) = (&call.state, &call.app, &call.headers);
     let raw = read_json_body(
-        &headers,
+        headers,
         body,
         state.max_request_bytes,
         ContentTypePolicy::Lenient,
@@ -132,7 +129,7 @@ pub async fn message_roaming(
     if domain.starts_with("conference") {
         // Groups and chat rooms do not exist here: an empty history.
         let data = json!({"msgs": [], "next_key": "", "is_last": true});
-        return Ok(answer(&state, &app, "post", &route, data));
+        return Ok(answer(state, app, "post", &route, data));
     }
     let peer = peer.to_ascii_lowercase();
     let start = cursor_value(req.get("start"))?;
@@ -214,7 +211,7 @@ pub async fn message_roaming(
         .map(|e| e.msg_id.to_string())
         .unwrap_or_default();
     let data = json!({"msgs": msgs, "next_key": next_key, "is_last": is_last});
-    Ok(answer(&state, &app, "post", &route, data))
+    Ok(answer(state, app, "post", &route, data))
 }
 
 /// `GET …/sdk/users/{me}/token/expires` with the (new) token as bearer:
@@ -279,20 +276,17 @@ pub struct ConversationQuery {
 /// `cursor` is an offset into the list. Pinning does not exist here: the
 /// pinned list (`is_top=true`) is empty.
 pub async fn conversations(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
+    call: Call,
     Path(path): Path<UserPath>,
     Query(q): Query<ConversationQuery>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_app_or_user(&state, &app, &headers, &path.username)?;
-    check_call_rate(&state, &app, "users")?;
-    let user = canonical(&path.username)?;
+    let user = user_call(&call, &path.username, Allowed::AppOrSelf, "users")?;
+    let (state, app) = (&call.state, &call.app);
     let route = format!("/sdk/user/{user}/user_channels/list");
     if q.is_top.as_deref() == Some("true") {
         return Ok(answer(
-            &state,
-            &app,
+            state,
+            app,
             "get",
             &route,
             json!({"cursor": "", "channel_infos": []}),
@@ -353,8 +347,8 @@ pub async fn conversations(
         String::new()
     };
     Ok(answer(
-        &state,
-        &app,
+        state,
+        app,
         "get",
         &route,
         json!({"cursor": cursor, "channel_infos": channels}),

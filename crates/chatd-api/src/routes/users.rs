@@ -3,19 +3,17 @@
 use crate::auth::{check_call_rate, require_app};
 use crate::body::{read_json_body, ContentTypePolicy};
 use crate::error::ApiError;
-use crate::routes::{data_envelope, envelope, user_call, Allowed, UserPath};
-use crate::state::ApiState;
+use crate::routes::{data_envelope, envelope, user_call, Allowed, Call, UserPath};
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use chatd_core::user::{normalize_username, UsernameProblem, MAX_NICKNAME_BYTES};
-use chatd_core::{AppRecord, NewUser, UserRecord};
+use chatd_core::{NewUser, UserRecord};
 use chatd_storage::UserInsert;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Most users registered by one request.
 pub const MAX_USERS_PER_REQUEST: usize = 60;
@@ -79,14 +77,10 @@ fn parse_registration(v: &Value) -> Result<Registration, ApiError> {
     })
 }
 
-pub async fn create(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn create(call: Call, body: Body) -> Result<Response, ApiError> {
+    let (state, app) = (&call.state, &call.app);
     // Registration answers every token failure with its own wording.
-    require_app(&state, &app, &headers).map_err(|e| {
+    require_app(state, app, &call.headers).map_err(|e| {
         if e.status == StatusCode::UNAUTHORIZED {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -98,9 +92,9 @@ pub async fn create(
             e
         }
     })?;
-    check_call_rate(&state, &app, "users")?;
+    check_call_rate(state, app, "users")?;
     let raw = read_json_body(
-        &headers,
+        &call.headers,
         body,
         state.max_request_bytes,
         ContentTypePolicy::Lenient,
@@ -177,7 +171,7 @@ pub async fn create(
             ));
         }
     }
-    let mut out = envelope(&state, &app, "post", "");
+    let mut out = envelope(state, app, "post", "");
     out["entities"] = Value::Array(entities);
     if batch {
         out["data"] = failed
@@ -193,51 +187,29 @@ pub async fn create(
     Ok(Json(out).into_response())
 }
 
-pub async fn get_one(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
-    Path(path): Path<UserPath>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let name = user_call(
-        &state,
-        &app,
-        &headers,
-        &path.username,
-        Allowed::AppOrSelf,
-        "users",
-    )?;
+pub async fn get_one(call: Call, Path(path): Path<UserPath>) -> Result<Response, ApiError> {
+    let (state, app) = (&call.state, &call.app);
+    let name = user_call(&call, &path.username, Allowed::AppOrSelf, "users")?;
     let user = state
         .store()
         .get_user(app.key, &name)
         .await?
         .ok_or_else(ApiError::user_not_found)?;
-    let mut out = envelope(&state, &app, "get", &format!("/{name}"));
+    let mut out = envelope(state, app, "get", &format!("/{name}"));
     out["entities"] = json!([user_entity(&user)]);
     out["count"] = json!(1);
     Ok(Json(out).into_response())
 }
 
-pub async fn delete_one(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
-    Path(path): Path<UserPath>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let name = user_call(
-        &state,
-        &app,
-        &headers,
-        &path.username,
-        Allowed::App,
-        "users",
-    )?;
+pub async fn delete_one(call: Call, Path(path): Path<UserPath>) -> Result<Response, ApiError> {
+    let (state, app) = (&call.state, &call.app);
+    let name = user_call(&call, &path.username, Allowed::App, "users")?;
     let user = state
         .store()
         .delete_user(app.key, &name)
         .await?
         .ok_or_else(ApiError::user_not_found)?;
-    let mut out = envelope(&state, &app, "delete", &format!("/{name}"));
+    let mut out = envelope(state, app, "delete", &format!("/{name}"));
     out["entities"] = json!([user_entity(&user)]);
     Ok(Json(out).into_response())
 }
@@ -245,23 +217,15 @@ pub async fn delete_one(
 /// `GET …/users/{username}/offline_msg_count`: messages waiting in the
 /// user's inbox.
 pub async fn offline_msg_count(
-    State(state): State<Arc<ApiState>>,
-    Extension(app): Extension<Arc<AppRecord>>,
+    call: Call,
     Path(path): Path<UserPath>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let name = user_call(
-        &state,
-        &app,
-        &headers,
-        &path.username,
-        Allowed::App,
-        "users",
-    )?;
+    let (state, app) = (&call.state, &call.app);
+    let name = user_call(&call, &path.username, Allowed::App, "users")?;
     let count = state.store().offline_count(app.key, &name).await?;
     let out = data_envelope(
-        &state,
-        &app,
+        state,
+        app,
         "get",
         &format!("/{name}/offline_msg_count"),
         json!({ &name: count }),
