@@ -66,7 +66,54 @@ struct Tally {
     last: Instant,
 }
 
+/// When one request was sent and answered, and whether both fall in the
+/// measured window.
+struct Answer {
+    sent: Instant,
+    answered: Instant,
+    measured: bool,
+}
+
 impl Tally {
+    /// Counts one answer the same way for both kinds of load: the body's
+    /// (or key's) acknowledged count and the totals always, latency, errors
+    /// by kind and the per-second slice only inside the measured window.
+    fn count(
+        &mut self,
+        outcome: Result<(), String>,
+        acked: Option<&AtomicU64>,
+        shared: &Shared,
+        measure_from: Instant,
+        a: Answer,
+    ) {
+        let progress = Progress::global();
+        match outcome {
+            Ok(()) => {
+                if let Some(c) = acked {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                self.total_ok += 1;
+                progress.ok.fetch_add(1, Ordering::Relaxed);
+                if a.measured {
+                    self.ok += 1;
+                    record(&mut self.hist, a.answered - a.sent);
+                    let s = (a.answered - measure_from).as_secs() as usize;
+                    if let Some(c) = shared.per_second.get(s) {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.last = self.last.max(a.answered);
+                }
+            }
+            Err(kind) => {
+                self.total_errors += 1;
+                progress.errors.fetch_add(1, Ordering::Relaxed);
+                if a.measured {
+                    *self.errors.entry(kind).or_default() += 1;
+                }
+            }
+        }
+    }
+
     fn new() -> Self {
         Self {
             hist: new_hist(),
@@ -239,7 +286,6 @@ pub async fn closed_loop_limited(
     sources: &Sources,
     server_pid: Option<u32>,
 ) -> (LoadResult, Vec<u64>) {
-    let progress = Progress::global();
     let seconds = window.duration.as_secs_f64();
     let shared = Shared::new(bodies.len(), seconds.ceil() as usize);
     let counter = Arc::new(AtomicU64::new(0));
@@ -270,32 +316,15 @@ pub async fn closed_loop_limited(
                 let k = ticket as usize % bodies.len();
                 let r = one(&mut conn, &ep, src, bodies[k].clone(), timeout).await;
                 let t1 = Instant::now();
-                let measured = t0 >= measure_from && t1 <= end;
-                match r {
-                    Ok(()) => {
-                        shared.acked[k].fetch_add(1, Ordering::Relaxed);
-                        t.total_ok += 1;
-                        progress.ok.fetch_add(1, Ordering::Relaxed);
-                        if measured {
-                            t.ok += 1;
-                            record(&mut t.hist, t1 - t0);
-                            let s = (t1 - measure_from).as_secs() as usize;
-                            if let Some(c) = shared.per_second.get(s) {
-                                c.fetch_add(1, Ordering::Relaxed);
-                            }
-                            t.last = t.last.max(t1);
-                        }
-                    }
-                    Err(kind) => {
-                        t.total_errors += 1;
-                        progress.errors.fetch_add(1, Ordering::Relaxed);
-                        if measured {
-                            *t.errors.entry(kind).or_default() += 1;
-                        }
-                        if conn.is_none() {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                    }
+                let failed = r.is_err();
+                let answer = Answer {
+                    sent: t0,
+                    answered: t1,
+                    measured: t0 >= measure_from && t1 <= end,
+                };
+                t.count(r, shared.acked.get(k), &shared, measure_from, answer);
+                if failed && conn.is_none() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
             t
@@ -364,7 +393,6 @@ pub async fn open_loop(
         workers,
         window,
     } = load;
-    let progress = Progress::global();
     let seconds = window.duration.as_secs_f64();
     let shared = Shared::new(keys, seconds.ceil() as usize);
     let counter = Arc::new(AtomicU64::new(0));
@@ -401,31 +429,12 @@ pub async fn open_loop(
                 let (body, key) = make(k, crate::sys::now_ns());
                 let r = one(&mut conn, &ep, src, body, timeout).await;
                 let t1 = Instant::now();
-                let measured = due >= measure_from && t1 <= end;
-                match r {
-                    Ok(()) => {
-                        if let Some(a) = shared.acked.get(key) {
-                            a.fetch_add(1, Ordering::Relaxed);
-                        }
-                        t.total_ok += 1;
-                        progress.ok.fetch_add(1, Ordering::Relaxed);
-                        if measured {
-                            t.ok += 1;
-                            record(&mut t.hist, t1 - t0);
-                            let s = (t1 - measure_from).as_secs() as usize;
-                            if let Some(c) = shared.per_second.get(s) {
-                                c.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    Err(kind) => {
-                        t.total_errors += 1;
-                        progress.errors.fetch_add(1, Ordering::Relaxed);
-                        if measured {
-                            *t.errors.entry(kind).or_default() += 1;
-                        }
-                    }
-                }
+                let answer = Answer {
+                    sent: t0,
+                    answered: t1,
+                    measured: due >= measure_from && t1 <= end,
+                };
+                t.count(r, shared.acked.get(key), &shared, measure_from, answer);
             }
             t
         }));
