@@ -9,6 +9,12 @@ mod serve;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: a profile of the send path
+/// put glibc's malloc and free at ≈ 14 % of the request threads' time
+/// (hyper, axum and serde_json allocate per request), see docs/benchmarks.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     let config = chatd_config::Config::load(cli.config.as_deref())?;
