@@ -1,20 +1,25 @@
 //! chatd delivery.
 //!
 //! The pipeline stores a message first and then tells [`Delivery`] that an
-//! inbox grew. Delivery only carries that notification: clients always pull
-//! the messages from their inbox, from their last acknowledged position, so a
-//! lost notification delays a message but never loses it.
+//! inbox grew. Delivery carries that notification: clients pull the
+//! messages from their inbox, from their last acknowledged position, so a
+//! lost notification delays a message but never loses it. In one process the
+//! notification may also carry the stored entry itself ([`RecentEntries`]),
+//! so that a connected device does not read back what was just committed.
 //!
 //! [`InProcessDelivery`] fans notifications out to subscribers in this
 //! process; a broker-backed implementation (NATS) would carry the same
 //! notifications between nodes.
 
+pub mod recent;
 pub mod registry;
 pub mod session;
 
+pub use recent::RecentEntries;
 pub use registry::{Connections, DeviceInfo, Kick, Receipt, ReceiptKind, Registration};
 pub use session::{DeviceSession, SAVE_EVERY_ACKS, SAVE_INTERVAL};
 
+use chatd_core::InboxEntry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -29,6 +34,20 @@ pub struct InboxKey {
 pub trait Delivery: Send + Sync + 'static {
     /// `key`'s inbox now holds entries up to `seq`.
     fn notify(&self, key: &InboxKey, seq: u64);
+    /// `key`'s inbox now holds `entry` (stored): a notification that also
+    /// hands the entry to followers that can use it.
+    fn deliver(&self, key: &InboxKey, entry: InboxEntry) {
+        self.notify(key, entry.seq);
+    }
+    /// Whether [`Delivery::deliver`] would use an entry for `key` (so that
+    /// the sender builds one only then).
+    fn wants_entries(&self, _key: &InboxKey) -> bool {
+        false
+    }
+    /// The entries recently delivered to `key`, for a follower of it.
+    fn recent(&self, _key: &InboxKey) -> Option<Arc<RecentEntries>> {
+        None
+    }
     /// Follows `key`'s inbox: the receiver always holds the highest sequence
     /// notified since subscribing (0 before any).
     fn subscribe(&self, key: &InboxKey) -> watch::Receiver<u64>;
@@ -47,8 +66,13 @@ pub trait Delivery: Send + Sync + 'static {
 /// sender wait or memory grow.
 #[derive(Default)]
 pub struct InProcessDelivery {
-    inboxes: Mutex<HashMap<InboxKey, watch::Sender<u64>>>,
+    inboxes: Mutex<HashMap<InboxKey, Followed>>,
     connections: Arc<Connections>,
+}
+
+struct Followed {
+    tx: watch::Sender<u64>,
+    recent: Arc<RecentEntries>,
 }
 
 impl InProcessDelivery {
@@ -64,22 +88,23 @@ impl InProcessDelivery {
 
 impl Delivery for InProcessDelivery {
     fn notify(&self, key: &InboxKey, seq: u64) {
-        let Ok(mut map) = self.inboxes.lock() else {
-            return;
-        };
-        if let Some(tx) = map.get(key) {
-            if tx.receiver_count() == 0 {
-                map.remove(key);
-            } else {
-                tx.send_if_modified(|cur| {
-                    let grew = seq > *cur;
-                    if grew {
-                        *cur = seq;
-                    }
-                    grew
-                });
-            }
-        }
+        self.announce(key, seq, None);
+    }
+
+    fn deliver(&self, key: &InboxKey, entry: InboxEntry) {
+        self.announce(key, entry.seq, Some(entry));
+    }
+
+    fn wants_entries(&self, key: &InboxKey) -> bool {
+        self.inboxes
+            .lock()
+            .map(|m| m.get(key).is_some_and(|f| f.tx.receiver_count() > 0))
+            .unwrap_or(false)
+    }
+
+    fn recent(&self, key: &InboxKey) -> Option<Arc<RecentEntries>> {
+        let map = self.inboxes.lock().ok()?;
+        map.get(key).map(|f| f.recent.clone())
     }
 
     fn connections(&self) -> &Arc<Connections> {
@@ -89,11 +114,38 @@ impl Delivery for InProcessDelivery {
     fn subscribe(&self, key: &InboxKey) -> watch::Receiver<u64> {
         let mut map = self.inboxes.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(key) {
-            Some(tx) => tx.subscribe(),
+            Some(f) => f.tx.subscribe(),
             None => {
                 let (tx, rx) = watch::channel(0);
-                map.insert(key.clone(), tx);
+                let recent = Arc::new(RecentEntries::default());
+                map.insert(key.clone(), Followed { tx, recent });
                 rx
+            }
+        }
+    }
+}
+
+impl InProcessDelivery {
+    /// The entry (if any) is kept before the sequence is published, so that
+    /// a follower woken by the sequence finds it.
+    fn announce(&self, key: &InboxKey, seq: u64, entry: Option<InboxEntry>) {
+        let Ok(mut map) = self.inboxes.lock() else {
+            return;
+        };
+        if let Some(f) = map.get(key) {
+            if f.tx.receiver_count() == 0 {
+                map.remove(key);
+            } else {
+                if let Some(e) = entry {
+                    f.recent.push(e);
+                }
+                f.tx.send_if_modified(|cur| {
+                    let grew = seq > *cur;
+                    if grew {
+                        *cur = seq;
+                    }
+                    grew
+                });
             }
         }
     }

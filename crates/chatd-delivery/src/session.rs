@@ -2,7 +2,7 @@
 //! acknowledged, and where to resume next time. Protocol adapters (the JSON
 //! WebSocket, msync) drive it and only translate frames.
 
-use crate::{Delivery, InboxKey};
+use crate::{Delivery, InboxKey, RecentEntries};
 use chatd_core::{EntryKind, InboxEntry};
 use chatd_storage::{StorageError, Store};
 use std::collections::VecDeque;
@@ -43,6 +43,8 @@ pub struct DeviceSession {
     in_flight: VecDeque<u64>,
     window: usize,
     notifications: watch::Receiver<u64>,
+    /// Entries the sender handed over with their notifications.
+    recent: Option<Arc<RecentEntries>>,
     /// A read has reached the end of the inbox since the session opened.
     /// From then on only a notification can announce more (it follows the
     /// commit of anything newer), so without one there is nothing to read.
@@ -79,6 +81,7 @@ impl DeviceSession {
         // Follow first, read after: a message stored in between is then
         // both notified and read, never neither.
         let notifications = delivery.subscribe(&key);
+        let recent = delivery.recent(&key);
         let acked = match store.device_cursor(key.app, &key.user, device).await? {
             Some(c) => c,
             None => store.user_cursor(key.app, &key.user).await?,
@@ -94,6 +97,7 @@ impl DeviceSession {
             in_flight: VecDeque::new(),
             window: window.max(1),
             notifications,
+            recent,
             caught_up: false,
             read_to: acked,
             ahead: VecDeque::new(),
@@ -177,7 +181,18 @@ impl DeviceSession {
                 return Ok(false);
             }
             let notified = usize::try_from(head - self.read_to).unwrap_or(usize::MAX);
-            (room.min(notified), true)
+            let asked = room.min(notified);
+            let upto = self.read_to + asked as u64;
+            if let Some(entries) = self
+                .recent
+                .as_ref()
+                .and_then(|r| r.between(self.read_to, upto))
+            {
+                metrics::counter!("chatd_delivery_entries_from_memory_total")
+                    .increment(entries.len() as u64);
+                return Ok(self.take_read(entries, asked, false));
+            }
+            (asked, true)
         } else {
             (room, false)
         };

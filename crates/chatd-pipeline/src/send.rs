@@ -144,17 +144,24 @@ impl Pipeline {
         }
         let timestamp_ms = chatd_core::clock::now_ms();
         // What the notifications need once the message is stored: the
-        // recipients, and the content only if a push may be built from it.
+        // recipients, and the content only if a push may be built from it or
+        // a connected device of a recipient can take the entry from memory.
         let recipients_after = recipients.clone();
-        let push_content =
-            (self.offline.is_some() && !req.options.ignore_notification).then(|| {
-                (
-                    req.from.clone(),
-                    req.body.clone(),
-                    req.ext.clone(),
-                    req.options.clone(),
-                )
-            });
+        let may_push = self.offline.is_some() && !req.options.ignore_notification;
+        let followed = recipients.iter().any(|r| {
+            self.delivery.wants_entries(&InboxKey {
+                app: app.key,
+                user: r.owner.clone(),
+            })
+        });
+        let content = (may_push || followed).then(|| {
+            (
+                req.from.clone(),
+                req.body.clone(),
+                req.ext.clone(),
+                req.options.clone(),
+            )
+        });
         let msg_type = req.msg_type;
         let msg = NewMessage {
             app: app.key,
@@ -173,33 +180,39 @@ impl Pipeline {
         for (r, s) in recipients_after.into_iter().zip(&stored) {
             let key = InboxKey {
                 app: app.key,
-                user: r.owner,
+                user: r.owner.clone(),
             };
-            self.delivery.notify(&key, s.seq);
-            if r.kind != EntryKind::Incoming {
-                continue;
-            }
-            let (Some(sink), Some((from, body, ext, options))) = (&self.offline, &push_content)
-            else {
+            let Some((from, body, ext, options)) = &content else {
+                self.delivery.notify(&key, s.seq);
                 continue;
             };
-            if !self.delivery.is_online(&key) {
-                sink.offline_message(
-                    app,
-                    &InboxEntry {
-                        seq: s.seq,
-                        msg_id: r.msg_id,
-                        owner: key.user,
-                        from: from.clone(),
-                        to: r.to,
-                        kind: r.kind,
-                        msg_type,
-                        body: body.clone(),
-                        ext: ext.clone(),
-                        timestamp_ms,
-                        options: options.clone(),
-                    },
-                );
+            // The entry exactly as storage would give it back.
+            let entry = InboxEntry {
+                seq: s.seq,
+                msg_id: r.msg_id,
+                owner: r.owner,
+                from: from.clone(),
+                to: r.to,
+                kind: r.kind,
+                msg_type,
+                body: body.clone(),
+                ext: ext.clone(),
+                timestamp_ms,
+                options: options.clone(),
+            };
+            let push = match &self.offline {
+                Some(sink) if may_push && r.kind == EntryKind::Incoming => {
+                    (!self.delivery.is_online(&key)).then_some(sink)
+                }
+                _ => None,
+            };
+            match push {
+                Some(sink) => {
+                    self.delivery.notify(&key, s.seq);
+                    sink.offline_message(app, &entry);
+                }
+                None if self.delivery.wants_entries(&key) => self.delivery.deliver(&key, entry),
+                None => self.delivery.notify(&key, s.seq),
             }
         }
         Ok(accepted)
@@ -253,6 +266,41 @@ mod tests {
         ));
         assert_eq!(store.offline_count(1, "u2").await.unwrap(), 1);
         assert_eq!(store.offline_count(1, "u3").await.unwrap(), 1);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_followed_inbox_gets_the_entry_exactly_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap());
+        let delivery = Arc::new(InProcessDelivery::new());
+        let p = Pipeline::new(
+            store.clone(),
+            delivery.clone(),
+            MessageIdGenerator::new(0, 0),
+        );
+        let mut app = AppRecord::generate("o", "a", 0);
+        app.key = 1;
+        let followed = InboxKey {
+            app: 1,
+            user: "u2".into(),
+        };
+        let _watch = delivery.subscribe(&followed);
+        let raw = br#"{"from":"Boss","to":["U2","u3"],"type":"loc","body":{"lat":"1.5","lng":"2","addr":"x"},
+            "ext":{"k":[1,{"z":null}]},"sync_device":true,"roam_ignore_users":["u9"]}"#;
+        let req = parse_send_request(raw, &AppLimits::default()).unwrap();
+        p.send(&app, req, Source::Device("phone".into()))
+            .await
+            .unwrap();
+        let stored = store.inbox_after(1, "u2", 0, 10).await.unwrap();
+        let held = delivery.recent(&followed).unwrap().between(0, 1).unwrap();
+        assert_eq!(held, stored);
+        let other = InboxKey {
+            app: 1,
+            user: "u3".into(),
+        };
+        assert!(delivery.recent(&other).is_none(), "nobody follows u3");
         store.close().await;
     }
 }
