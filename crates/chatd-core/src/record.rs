@@ -5,9 +5,10 @@
 use crate::message::{InboxEntry, MessageType};
 use serde_json::{json, Map, Value};
 
-/// The record of an inbox entry. `msg_id` is a decimal string (64-bit ids
-/// do not survive JavaScript numbers).
-pub fn message_record(e: &InboxEntry) -> Value {
+/// The parsed parts of a record: the body (with its `type`) and `ext`
+/// (an empty object when there is none). Writers of the record that do not
+/// go through [`message_record`] (the WebSocket frame) start from these.
+pub fn record_parts(e: &InboxEntry) -> (Map<String, Value>, Value) {
     let mut body: Map<String, Value> = serde_json::from_str(&e.body).unwrap_or_default();
     body.insert("type".into(), json!(e.msg_type.as_str()));
     if e.msg_type == MessageType::Custom {
@@ -21,6 +22,13 @@ pub fn message_record(e: &InboxEntry) -> Value {
         .as_deref()
         .and_then(|x| serde_json::from_str(x).ok())
         .unwrap_or_else(|| json!({}));
+    (body, ext)
+}
+
+/// The record of an inbox entry. `msg_id` is a decimal string (64-bit ids
+/// do not survive JavaScript numbers).
+pub fn message_record(e: &InboxEntry) -> Value {
+    let (body, ext) = record_parts(e);
     json!({
         "msg_id": e.msg_id.to_string(),
         "timestamp": e.timestamp_ms,

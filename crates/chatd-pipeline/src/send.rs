@@ -211,8 +211,8 @@ impl Pipeline {
                     self.delivery.notify(&key, s.seq);
                     sink.offline_message(app, &entry);
                 }
-                None if self.delivery.wants_entries(&key) => self.delivery.deliver(&key, entry),
-                None => self.delivery.notify(&key, s.seq),
+                // A plain notification when nobody here follows the inbox.
+                None => self.delivery.deliver(&key, entry),
             }
         }
         Ok(accepted)
@@ -227,11 +227,12 @@ mod tests {
     use chatd_delivery::InProcessDelivery;
     use chatd_storage::{SqliteOptions, SqliteStore};
 
-    #[tokio::test]
-    async fn send_stores_then_notifies_and_refusals_store_nothing() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A pipeline over a fresh store in `dir`, and app 1.
+    fn pipeline(
+        dir: &std::path::Path,
+    ) -> (Arc<dyn Store>, Arc<InProcessDelivery>, Pipeline, AppRecord) {
         let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap());
+            Arc::new(SqliteStore::open(SqliteOptions::in_dir(dir)).unwrap());
         let delivery = Arc::new(InProcessDelivery::new());
         let p = Pipeline::new(
             store.clone(),
@@ -240,6 +241,13 @@ mod tests {
         );
         let mut app = AppRecord::generate("o", "a", 0);
         app.key = 1;
+        (store, delivery, p, app)
+    }
+
+    #[tokio::test]
+    async fn send_stores_then_notifies_and_refusals_store_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, delivery, p, mut app) = pipeline(dir.path());
         app.settings.limits.msgs_per_min = 3;
         let mut watch = delivery.subscribe(&InboxKey {
             app: 1,
@@ -272,16 +280,7 @@ mod tests {
     #[tokio::test]
     async fn a_followed_inbox_gets_the_entry_exactly_as_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap());
-        let delivery = Arc::new(InProcessDelivery::new());
-        let p = Pipeline::new(
-            store.clone(),
-            delivery.clone(),
-            MessageIdGenerator::new(0, 0),
-        );
-        let mut app = AppRecord::generate("o", "a", 0);
-        app.key = 1;
+        let (store, delivery, p, app) = pipeline(dir.path());
         let followed = InboxKey {
             app: 1,
             user: "u2".into(),

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use chatd_auth::Principal;
 use chatd_core::record::message_record;
-use chatd_core::{AppRecord, InboxEntry, MessageType};
+use chatd_core::{AppRecord, InboxEntry};
 use chatd_delivery::{DeviceSession, InboxKey, Kick, SAVE_EVERY_ACKS, SAVE_INTERVAL};
 use chatd_pipeline::{check_send_object, Source};
 use futures::SinkExt;
@@ -441,19 +441,7 @@ fn written(r: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>) -> R
 /// that order; a test checks the equality), without building the record's
 /// outer objects and copying its strings first.
 fn message_frame(e: &InboxEntry) -> Message {
-    let mut body: Map<String, Value> = serde_json::from_str(&e.body).unwrap_or_default();
-    body.insert("type".into(), Value::String(e.msg_type.as_str().into()));
-    if e.msg_type == MessageType::Custom {
-        // Newer clients read the map under `v2:customExts`.
-        if let Some(exts) = body.get("customExts").cloned() {
-            body.insert("v2:customExts".into(), exts);
-        }
-    }
-    let ext: Value = e
-        .ext
-        .as_deref()
-        .and_then(|x| serde_json::from_str(x).ok())
-        .unwrap_or_else(|| Value::Object(Map::new()));
+    let (body, ext) = chatd_core::record::record_parts(e);
     let f = MsgFrame {
         message: Record {
             chat_type: "chat",
@@ -588,7 +576,7 @@ async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_core::{EntryKind, SendOptions};
+    use chatd_core::{EntryKind, MessageType, SendOptions};
 
     fn entry(msg_type: MessageType, body: &str, ext: Option<&str>) -> InboxEntry {
         InboxEntry {
