@@ -16,6 +16,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    disable_transparent_huge_pages();
     let cli = cli::Cli::parse();
     let config = chatd_config::Config::load(cli.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -23,3 +24,19 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(commands::run(cli.command, config))
 }
+
+/// mimalloc asks for transparent huge pages on its arenas, and then holds
+/// and purges memory in 2 MiB units: 10 concurrent 10 MB uploads raised the
+/// peak RSS by 55 MB instead of 15-20 MB, and every idle process started
+/// 10 MB larger. Small pages keep memory flat (tests/files.rs measures it).
+#[cfg(target_os = "linux")]
+fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag of this process.
+    let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if r != 0 {
+        eprintln!("chatd: could not disable transparent huge pages (prctl failed)");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn disable_transparent_huge_pages() {}
