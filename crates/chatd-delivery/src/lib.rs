@@ -17,7 +17,7 @@ pub mod session;
 
 pub use recent::RecentEntries;
 pub use registry::{Connections, DeviceInfo, Kick, Receipt, ReceiptKind, Registration};
-pub use session::{DeviceSession, SAVE_EVERY_ACKS, SAVE_INTERVAL};
+pub use session::{DeviceSession, SAVE_INTERVAL};
 
 use chatd_core::InboxEntry;
 use std::collections::HashMap;

@@ -275,4 +275,21 @@ impl DeviceSession {
     pub fn unsaved(&self) -> u64 {
         self.acked - self.saved
     }
+
+    /// [`save`](Self::save), logging a failure instead of returning it: a
+    /// position not saved only means that the device may get those messages
+    /// again, which is no reason to drop the connection.
+    pub async fn save_or_warn(&mut self) {
+        if let Err(e) = self.save().await {
+            tracing::warn!(error = %e, "saving the acknowledged position failed");
+        }
+    }
+
+    /// Saves at once when [`SAVE_EVERY_ACKS`] acknowledgements are unsaved
+    /// (the periodic [`SAVE_INTERVAL`] save covers the rest).
+    pub async fn save_if_many_unsaved(&mut self) {
+        if self.unsaved() >= SAVE_EVERY_ACKS {
+            self.save_or_warn().await;
+        }
+    }
 }

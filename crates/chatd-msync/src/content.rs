@@ -63,6 +63,12 @@ pub fn body_to_content(t: MessageType, body: &Map<String, Value>) -> Content {
         c.secret_key = text(body, "secret");
         c.file_length = int32(body, "file_length");
     };
+    // Images and videos: their size and thumbnail.
+    let picture = |c: &mut Content| {
+        c.size = size(body.get("size"));
+        c.thumbnail_remote_path = text(body, "thumb");
+        c.thumbnail_secret_key = text(body, "thumb_secret");
+    };
     match t {
         MessageType::Txt => {
             c.set_type(ContentType::Text);
@@ -71,9 +77,7 @@ pub fn body_to_content(t: MessageType, body: &Map<String, Value>) -> Content {
         MessageType::Img => {
             c.set_type(ContentType::Image);
             attachment(&mut c);
-            c.size = size(body.get("size"));
-            c.thumbnail_remote_path = text(body, "thumb");
-            c.thumbnail_secret_key = text(body, "thumb_secret");
+            picture(&mut c);
         }
         MessageType::Audio => {
             c.set_type(ContentType::Voice);
@@ -84,9 +88,7 @@ pub fn body_to_content(t: MessageType, body: &Map<String, Value>) -> Content {
             c.set_type(ContentType::Video);
             attachment(&mut c);
             c.duration = int32(body, "length");
-            c.size = size(body.get("size"));
-            c.thumbnail_remote_path = text(body, "thumb");
-            c.thumbnail_secret_key = text(body, "thumb_secret");
+            picture(&mut c);
         }
         MessageType::File => {
             c.set_type(ContentType::File);
@@ -153,7 +155,10 @@ pub fn content_to_body(c: &Content) -> Result<(MessageType, Map<String, Value>),
         put_text(m, "secret", &c.secret_key);
         put_int(m, "file_length", c.file_length);
     };
-    let size = |m: &mut Map<String, Value>| {
+    // Images and videos: their size and thumbnail.
+    let picture = |m: &mut Map<String, Value>| {
+        put_text(m, "thumb", &c.thumbnail_remote_path);
+        put_text(m, "thumb_secret", &c.thumbnail_secret_key);
         if let Some(s) = &c.size {
             let mut o = Map::new();
             if let Some(w) = s.width {
@@ -178,9 +183,7 @@ pub fn content_to_body(c: &Content) -> Result<(MessageType, Map<String, Value>),
         }
         ContentType::Image => {
             attachment(&mut m);
-            size(&mut m);
-            put_text(&mut m, "thumb", &c.thumbnail_remote_path);
-            put_text(&mut m, "thumb_secret", &c.thumbnail_secret_key);
+            picture(&mut m);
             MessageType::Img
         }
         ContentType::Voice => {
@@ -191,9 +194,7 @@ pub fn content_to_body(c: &Content) -> Result<(MessageType, Map<String, Value>),
         ContentType::Video => {
             attachment(&mut m);
             put_int(&mut m, "length", c.duration);
-            size(&mut m);
-            put_text(&mut m, "thumb", &c.thumbnail_remote_path);
-            put_text(&mut m, "thumb_secret", &c.thumbnail_secret_key);
+            picture(&mut m);
             MessageType::Video
         }
         ContentType::File => {

@@ -21,9 +21,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chatd_auth::{AppKeys, AuthError, Principal};
 use chatd_core::{AppRecord, EntryKind, InboxEntry, MessageIdGenerator};
-use chatd_delivery::{
-    DeviceSession, InboxKey, Kick, Receipt, ReceiptKind, SAVE_EVERY_ACKS, SAVE_INTERVAL,
-};
+use chatd_delivery::{DeviceSession, InboxKey, Kick, Receipt, ReceiptKind, SAVE_INTERVAL};
 use chatd_msync::frame::{self, Login, Request};
 use chatd_msync::meta::{self, AckKind, Uplink};
 use chatd_msync::pb::statistics_body::Operation;
@@ -327,9 +325,7 @@ impl Connection {
         let closing = self
             .pump(&mut session, &mut registration.kicked, &mut receipts)
             .await;
-        if let Err(e) = session.inbox.save().await {
-            tracing::warn!(error = %e, "saving the acknowledged position failed");
-        }
+        session.inbox.save_or_warn().await;
         closing
     }
 
@@ -362,11 +358,7 @@ impl Connection {
                                 Ok(false) => return (1000, "logged out"),
                                 Err(c) => return c,
                             }
-                            if s.inbox.unsaved() >= SAVE_EVERY_ACKS {
-                                if let Err(e) = s.inbox.save().await {
-                                    tracing::warn!(error = %e, "saving the acknowledged position failed");
-                                }
-                            }
+                            s.inbox.save_if_many_unsaved().await;
                         }
                         Some(Ok(Message::Text(_))) => {
                             return (4002, "this endpoint speaks binary msync frames");
@@ -392,9 +384,7 @@ impl Connection {
                     }
                 }
                 _ = save.tick() => {
-                    if let Err(e) = s.inbox.save().await {
-                        tracing::warn!(error = %e, "saving the acknowledged position failed");
-                    }
+                    s.inbox.save_or_warn().await;
                 }
                 why = &mut *kicked => return self.kicked(why.ok()).await,
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
@@ -519,9 +509,7 @@ impl Connection {
                     // Saved at once (one write per acknowledged batch): an
                     // SDK that logs in again with the same resource, or
                     // after a crash, is not sent these again.
-                    if let Err(e) = s.inbox.save().await {
-                        tracing::warn!(error = %e, "saving the acknowledged position failed");
-                    }
+                    s.inbox.save_or_warn().await;
                 }
                 acked.next
             }

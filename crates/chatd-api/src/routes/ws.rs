@@ -16,7 +16,7 @@ use axum::Extension;
 use chatd_auth::Principal;
 use chatd_core::record::message_record;
 use chatd_core::{AppRecord, InboxEntry};
-use chatd_delivery::{DeviceSession, InboxKey, Kick, SAVE_EVERY_ACKS, SAVE_INTERVAL};
+use chatd_delivery::{DeviceSession, InboxKey, Kick, SAVE_INTERVAL};
 use chatd_pipeline::{check_send_object, Source};
 use futures::SinkExt;
 use serde::Serialize;
@@ -192,9 +192,7 @@ impl Connection {
             return c;
         }
         let closing = self.pump(&mut session, &mut registration.kicked).await;
-        if let Err(e) = session.save().await {
-            tracing::warn!(error = %e, "saving the acknowledged position failed");
-        }
+        session.save_or_warn().await;
         closing
     }
 
@@ -247,11 +245,7 @@ impl Connection {
                                 Ok(more) => look |= more,
                                 Err(c) => return c,
                             }
-                            if session.unsaved() >= SAVE_EVERY_ACKS {
-                                if let Err(e) = session.save().await {
-                                    tracing::warn!(error = %e, "saving the acknowledged position failed");
-                                }
-                            }
+                            session.save_if_many_unsaved().await;
                         }
                         Some(Ok(Message::Binary(_))) => {
                             return Closing(close::PROTOCOL, "this endpoint speaks JSON text frames");
@@ -272,9 +266,7 @@ impl Connection {
                     }
                 }
                 _ = save.tick() => {
-                    if let Err(e) = session.save().await {
-                        tracing::warn!(error = %e, "saving the acknowledged position failed");
-                    }
+                    session.save_or_warn().await;
                 }
                 why = &mut *kicked => {
                     return match why {
