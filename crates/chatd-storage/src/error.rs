@@ -4,6 +4,11 @@ use thiserror::Error;
 pub enum StorageError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Lsm(#[from] fjall::Error),
+    /// A record that must be unique (a message id) is already stored.
+    #[error("already stored: {0}")]
+    Duplicate(String),
     #[error("corrupt stored record: {0}")]
     Corrupt(String),
     #[error("storage is shut down")]

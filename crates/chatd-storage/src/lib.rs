@@ -1,35 +1,38 @@
 //! chatd storage.
 //!
 //! [`Store`] is the narrow seam between chatd and its database. The embedded
-//! default, [`sqlite::SqliteStore`], keeps everything in one SQLite file in
-//! the data directory; a PostgreSQL implementation for clusters would
-//! implement the same trait.
+//! default, [`lsm::LsmStore`], is a log-structured merge tree (`fjall`) in the
+//! data directory; [`sqlite::SqliteStore`] keeps everything in one SQLite
+//! file instead (`storage_engine = "sqlite"`). A PostgreSQL implementation
+//! for clusters would implement the same trait.
 //!
 //! Durability contract: when a write method returns `Ok`, the change has been
 //! committed and fsynced. Concurrent writes are group-committed: one
 //! transaction and one fsync per batch.
 
+pub mod apps;
 mod error;
+pub mod lsm;
 pub mod model;
 pub mod sqlite;
 
+#[cfg(test)]
+mod contract;
+
 pub use chatd_core::InboxEntry;
+pub use apps::{AppStore, SqliteApps};
 pub use error::StorageError;
 pub use model::{Conversation, UserInsert};
+pub use lsm::{LsmOptions, LsmStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use async_trait::async_trait;
-use chatd_core::{AppRecord, NewMessage, NewUser, StoredRecipient, UserRecord};
+use chatd_core::{NewMessage, NewUser, StoredRecipient, UserRecord};
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Every app.
-    async fn list_apps(&self) -> Result<Vec<AppRecord>>;
-    /// Inserts the app, or replaces the one with the same `app_id`;
-    /// returns it with its storage key.
-    async fn upsert_app(&self, app: AppRecord) -> Result<AppRecord>;
+pub trait Store: AppStore + 'static {
 
     /// Creates users one by one; a taken name fails alone.
     async fn create_users(&self, app: i64, users: Vec<NewUser>) -> Result<Vec<UserInsert>>;

@@ -15,7 +15,7 @@
 //! large, so that the log can start over from its beginning.
 
 use crate::model::{Conversation, UserInsert};
-use crate::{Result, StorageError, Store};
+use crate::{AppStore, Result, StorageError, Store};
 use async_trait::async_trait;
 use chatd_core::{
     AppRecord, EntryKind, InboxEntry, NewMessage, NewUser, StoredRecipient, UserRecord,
@@ -29,19 +29,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS apps (
-    key INTEGER PRIMARY KEY,
-    uuid TEXT NOT NULL UNIQUE,
-    app_id TEXT NOT NULL UNIQUE,
-    app_certificate TEXT NOT NULL,
-    org_name TEXT NOT NULL,
-    app_name TEXT NOT NULL,
-    client_id TEXT NOT NULL,
-    client_secret TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    settings TEXT NOT NULL,
-    UNIQUE (org_name, app_name)
-);
 CREATE TABLE IF NOT EXISTS users (
     app INTEGER NOT NULL,
     username TEXT NOT NULL,
@@ -186,6 +173,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(64);
         stable_plans(&conn)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(crate::apps::APPS_SCHEMA)?;
         conn.execute_batch(SCHEMA)?;
 
         let mut readers = Vec::with_capacity(opts.readers.max(1));
@@ -252,46 +240,18 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl AppStore for SqliteStore {
     async fn list_apps(&self) -> Result<Vec<AppRecord>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT key, uuid, app_id, app_certificate, org_name, app_name, client_id, \
-                 client_secret, created_ms, settings FROM apps ORDER BY key",
-            )?;
-            let rows = st.query_map([], |r| {
-                Ok((
-                    AppRecord {
-                        key: r.get(0)?,
-                        uuid: r.get(1)?,
-                        app_id: r.get(2)?,
-                        app_certificate: r.get(3)?,
-                        org_name: r.get(4)?,
-                        app_name: r.get(5)?,
-                        client_id: r.get(6)?,
-                        client_secret: r.get(7)?,
-                        created_ms: r.get(8)?,
-                        settings: Default::default(),
-                    },
-                    r.get::<_, String>(9)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (mut app, settings) = row?;
-                app.settings = serde_json::from_str(&settings)
-                    .map_err(|e| StorageError::Corrupt(format!("app settings: {e}")))?;
-                out.push(app);
-            }
-            Ok(out)
-        })
-        .await
+        self.read(crate::apps::list_apps).await
     }
 
     async fn upsert_app(&self, app: AppRecord) -> Result<AppRecord> {
         self.write(|r| WriteOp::UpsertApp(app, r)).await
     }
+}
 
+#[async_trait]
+impl Store for SqliteStore {
     async fn create_users(&self, app: i64, users: Vec<NewUser>) -> Result<Vec<UserInsert>> {
         self.write(|r| WriteOp::CreateUsers(app, users, r)).await
     }
@@ -859,7 +819,7 @@ impl Writer {
     fn apply(&mut self, op: WriteOp) -> Pending {
         match op {
             WriteOp::UpsertApp(app, reply) => {
-                let r = self.savepoint(|w| w.upsert_app(app));
+                let r = self.savepoint(|w| crate::apps::upsert_app(&w.conn, app));
                 pending(reply, r)
             }
             WriteOp::CreateUsers(app, users, reply) => {
@@ -921,39 +881,6 @@ impl Writer {
             }
         }
         r
-    }
-
-    fn upsert_app(&mut self, mut app: AppRecord) -> Result<AppRecord> {
-        let settings = serde_json::to_string(&app.settings)
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        let (key, uuid, created_ms) = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO apps (uuid, app_id, app_certificate, org_name, app_name, client_id, \
-                 client_secret, created_ms, settings) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                 ON CONFLICT (app_id) DO UPDATE SET app_certificate = excluded.app_certificate, \
-                 org_name = excluded.org_name, app_name = excluded.app_name, \
-                 client_id = excluded.client_id, client_secret = excluded.client_secret, \
-                 settings = excluded.settings RETURNING key, uuid, created_ms",
-            )?
-            .query_row(
-                params![
-                    app.uuid,
-                    app.app_id,
-                    app.app_certificate,
-                    app.org_name,
-                    app.app_name,
-                    app.client_id,
-                    app.client_secret,
-                    app.created_ms,
-                    settings
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-        app.key = key;
-        app.uuid = uuid;
-        app.created_ms = created_ms;
-        Ok(app)
     }
 
     fn create_users(&mut self, app: i64, users: Vec<NewUser>) -> Result<Vec<UserInsert>> {
@@ -1159,101 +1086,13 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatd_core::{MessageType, Recipient, SendOptions};
+    use crate::contract::message;
 
-    fn message(app: i64, to: &[&str], first_id: u64) -> NewMessage {
-        NewMessage {
-            app,
-            from: "u1".into(),
-            recipients: to
-                .iter()
-                .enumerate()
-                .map(|(i, t)| Recipient::incoming(t, "u1", first_id + i as u64, false))
-                .collect(),
-            msg_type: MessageType::Txt,
-            body: r#"{"msg":"hi"}"#.into(),
-            ext: Some(r#"{"k":"v"}"#.into()),
-            timestamp_ms: 1,
-            options: SendOptions {
-                sync_device: true,
-                ..Default::default()
-            },
-            conversations: true,
-        }
+    fn open(dir: &std::path::Path) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(SqliteOptions::in_dir(dir)).unwrap())
     }
 
-    #[tokio::test]
-    async fn appends_are_ordered_per_inbox_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap();
-            let a = store
-                .append_message(message(1, &["u2", "u3"], 10))
-                .await
-                .unwrap();
-            assert_eq!(a.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 1]);
-            let b = store.append_message(message(1, &["u2"], 20)).await.unwrap();
-            assert_eq!(b[0].seq, 2);
-            store.close().await;
-        }
-        let store = SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap();
-        let c = store.append_message(message(1, &["u2"], 30)).await.unwrap();
-        assert_eq!(c[0].seq, 3, "sequence continues after reopen");
-        let inbox = store.inbox_after(1, "u2", 0, 10).await.unwrap();
-        assert_eq!(
-            inbox.iter().map(|e| e.msg_id).collect::<Vec<_>>(),
-            vec![10, 20, 30]
-        );
-        assert_eq!(inbox[0].body, r#"{"msg":"hi"}"#);
-        assert!(inbox[0].options.sync_device);
-        assert_eq!(store.offline_count(1, "u2").await.unwrap(), 3);
-        store.save_device_cursor(1, "u2", "phone", 1).await.unwrap();
-        store.save_device_cursor(1, "u2", "phone", 0).await.unwrap();
-        assert_eq!(
-            store.device_cursor(1, "u2", "phone").await.unwrap(),
-            Some(1)
-        );
-        assert_eq!(store.device_cursor(1, "u2", "web").await.unwrap(), None);
-        assert_eq!(store.offline_count(1, "u2").await.unwrap(), 2);
-        store.save_device_cursor(1, "u2", "web", 3).await.unwrap();
-        assert_eq!(store.user_cursor(1, "u2").await.unwrap(), 3);
-        assert_eq!(store.offline_count(1, "u2").await.unwrap(), 0);
-        assert_eq!(store.max_message_id().await.unwrap(), 30);
-        store.close().await;
-    }
-
-    #[tokio::test]
-    async fn concurrent_appends_are_group_committed_without_gaps() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap());
-        let tasks: Vec<_> = (0..200u64)
-            .map(|i| {
-                let s = store.clone();
-                tokio::spawn(async move { s.append_message(message(1, &["u9"], 100 + i)).await })
-            })
-            .collect();
-        let mut seqs = Vec::new();
-        for t in tasks {
-            seqs.push(t.await.unwrap().unwrap()[0].seq);
-        }
-        seqs.sort();
-        assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
-        store.close().await;
-    }
-
-    #[tokio::test]
-    async fn a_failing_request_does_not_undo_its_batch_neighbours() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap());
-        // The same message id twice violates the primary key.
-        let ok = store.append_message(message(1, &["a"], 5));
-        let dup = store.append_message(message(1, &["b"], 5));
-        let (ok, dup) = tokio::join!(ok, dup);
-        assert!(ok.is_ok() != dup.is_ok());
-        let ok2 = store.append_message(message(1, &["b"], 6)).await.unwrap();
-        assert_eq!(ok2[0].seq, 1, "the failed append left no sequence behind");
-        store.close().await;
-    }
+    crate::contract::store_contract!(open);
 
     #[tokio::test]
     async fn a_send_failing_half_way_leaves_nothing_of_itself() {
@@ -1278,118 +1117,6 @@ mod tests {
         assert!(store.inbox_after(1, "b", 0, 10).await.unwrap().is_empty());
         let ok = store.append_message(message(1, &["b"], 60)).await.unwrap();
         assert_eq!(ok[0].seq, 1, "no sequence was used up");
-        store.close().await;
-    }
-
-    #[tokio::test]
-    async fn history_and_conversations_follow_both_directions() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap();
-        let send = |from: &str, to: &str, id: u64, ignore: &[&str]| {
-            let mut m = message(1, &[to], id);
-            m.from = from.into();
-            m.recipients[0].peer = from.into();
-            m.recipients.push(Recipient::sync_copy(from, to, id));
-            m.options.roam_ignore_users = ignore.iter().map(|s| s.to_string()).collect();
-            m
-        };
-        store.append_message(send("a", "b", 10, &[])).await.unwrap();
-        store.append_message(send("b", "a", 20, &[])).await.unwrap();
-        store
-            .append_message(send("a", "b", 30, &["a"]))
-            .await
-            .unwrap();
-        store.append_message(send("a", "c", 40, &[])).await.unwrap();
-
-        let ids = |v: Vec<InboxEntry>| v.iter().map(|e| e.msg_id).collect::<Vec<_>>();
-        assert_eq!(
-            ids(store.history(1, "b", "a", None, 10).await.unwrap()),
-            vec![30, 20, 10]
-        );
-        assert_eq!(
-            ids(store.history(1, "a", "b", None, 10).await.unwrap()),
-            vec![20, 10],
-            "roam_ignore_users hides 30 from a, and sync copies are not doubled"
-        );
-        assert_eq!(
-            ids(store.history(1, "b", "a", Some(30), 1).await.unwrap()),
-            vec![20]
-        );
-        assert_eq!(store.find_entry(1, 30).await.unwrap().unwrap().owner, "b");
-
-        let convs = store.conversations(1, "b", 10).await.unwrap();
-        assert_eq!(convs.len(), 1);
-        assert_eq!((convs[0].peer.as_str(), convs[0].unread), ("a", 2));
-        assert_eq!(convs[0].last.msg_id, 30);
-        let a = store.conversations(1, "a", 10).await.unwrap();
-        assert_eq!(
-            a.iter().map(|c| c.peer.as_str()).collect::<Vec<_>>(),
-            vec!["c", "b"]
-        );
-        assert_eq!(a[1].unread, 1);
-        assert!(store.mark_read(1, "b", "a").await.unwrap());
-        assert_eq!(store.conversations(1, "b", 10).await.unwrap()[0].unread, 0);
-        assert!(store.delete_conversation(1, "b", "a", true).await.unwrap());
-        assert!(store.conversations(1, "b", 10).await.unwrap().is_empty());
-        assert!(store
-            .history(1, "b", "a", None, 10)
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            store.history(1, "a", "b", None, 10).await.unwrap().len(),
-            2,
-            "one-sided"
-        );
-        assert!(!store.delete_conversation(1, "b", "a", false).await.unwrap());
-        store.close().await;
-    }
-
-    #[tokio::test]
-    async fn users_are_created_once_and_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap();
-        let u = |n: &str| NewUser {
-            username: n.into(),
-            password_hash: None,
-            nickname: None,
-        };
-        let r = store
-            .create_users(1, vec![u("x"), u("x"), u("y")])
-            .await
-            .unwrap();
-        assert!(matches!(r[0], UserInsert::Created(_)));
-        assert!(matches!(r[1], UserInsert::Exists(_)));
-        assert!(matches!(r[2], UserInsert::Created(_)));
-        assert!(store.get_user(1, "x").await.unwrap().is_some());
-        assert!(
-            store.get_user(2, "x").await.unwrap().is_none(),
-            "apps are separate"
-        );
-        assert!(store.delete_user(1, "x").await.unwrap().is_some());
-        assert!(store.get_user(1, "x").await.unwrap().is_none());
-        assert!(store.delete_user(1, "x").await.unwrap().is_none());
-        store.close().await;
-    }
-
-    #[tokio::test]
-    async fn apps_upsert_by_app_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(SqliteOptions::in_dir(dir.path())).unwrap();
-        let a = store
-            .upsert_app(AppRecord::generate("org", "app", 1))
-            .await
-            .unwrap();
-        assert!(a.key > 0);
-        let mut changed = a.clone();
-        changed.client_secret = "new".into();
-        changed.uuid = "ignored".into();
-        let b = store.upsert_app(changed).await.unwrap();
-        assert_eq!(b.key, a.key);
-        assert_eq!(b.uuid, a.uuid, "the uuid of an app never changes");
-        let apps = store.list_apps().await.unwrap();
-        assert_eq!(apps.len(), 1);
-        assert_eq!(apps[0].client_secret, "new");
         store.close().await;
     }
 }

@@ -4,16 +4,53 @@ use anyhow::{bail, Context};
 use chatd_config::Config;
 use chatd_core::app::{is_valid_app_name, is_valid_hex32};
 use chatd_core::AppRecord;
-use chatd_storage::{SqliteOptions, SqliteStore, Store};
+use chatd_storage::{AppStore, LsmOptions, LsmStore, SqliteApps, SqliteOptions, SqliteStore, Store};
 use std::sync::Arc;
 
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
-    let mut opts = SqliteOptions::in_dir(&config.data_dir);
-    opts.max_batch = config.storage_max_batch;
-    opts.readers = config.storage_readers;
-    let store = SqliteStore::open(opts)
-        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
-    Ok(Arc::new(store))
+/// Opens the configured embedded store in the data directory.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let context = || format!("opening the data directory {}", config.data_dir.display());
+    match config.storage_engine.as_str() {
+        "lsm" => {
+            let opts = LsmOptions {
+                max_batch: config.storage_max_batch,
+                ..LsmOptions::in_dir(&config.data_dir)
+            };
+            // A directory written by the SQLite engine is not silently
+            // replaced by an empty store.
+            let sqlite = SqliteOptions::in_dir(&config.data_dir).path;
+            if sqlite.exists() && !opts.path.exists() {
+                bail!(
+                    "{} holds a database of the sqlite engine: set storage_engine = \"sqlite\" \
+                     (CHATD_STORAGE_ENGINE=sqlite) to use it",
+                    config.data_dir.display()
+                );
+            }
+            Ok(Arc::new(LsmStore::open(opts).with_context(context)?))
+        }
+        "sqlite" => {
+            let mut opts = SqliteOptions::in_dir(&config.data_dir);
+            opts.max_batch = config.storage_max_batch;
+            opts.readers = config.storage_readers;
+            Ok(Arc::new(SqliteStore::open(opts).with_context(context)?))
+        }
+        other => bail!("storage_engine must be \"lsm\" or \"sqlite\", not {other:?}"),
+    }
+}
+
+/// The app registry alone, which commands may open while a server holds the
+/// data directory.
+pub fn open_apps(config: &Config) -> anyhow::Result<Box<dyn AppStore>> {
+    let path = match config.storage_engine.as_str() {
+        "lsm" => LsmOptions::in_dir(&config.data_dir)
+            .path
+            .with_file_name(chatd_storage::lsm::APPS_FILE),
+        "sqlite" => SqliteOptions::in_dir(&config.data_dir).path,
+        other => bail!("storage_engine must be \"lsm\" or \"sqlite\", not {other:?}"),
+    };
+    let apps = SqliteApps::open(&path)
+        .with_context(|| format!("opening the app registry {}", path.display()))?;
+    Ok(Box::new(apps))
 }
 
 /// What `ensure_default_app` did.
@@ -26,7 +63,10 @@ pub struct DefaultApp {
 /// The default app is the one configured by `app_id` (created or updated
 /// from the configuration), else the first stored app, else a new
 /// generated one. Its limits always follow the configuration.
-pub async fn ensure_default_app(store: &dyn Store, config: &Config) -> anyhow::Result<DefaultApp> {
+pub async fn ensure_default_app(
+    store: &dyn AppStore,
+    config: &Config,
+) -> anyhow::Result<DefaultApp> {
     let apps = store.list_apps().await?;
     let (mut app, generated) = match &config.app_id {
         Some(id) => {

@@ -1,13 +1,12 @@
 //! `chatd listen` and `chatd send`: watch a message travel from a terminal.
 
-use crate::bootstrap::open_store;
+use crate::bootstrap::open_apps;
 use crate::cli::Target;
 use crate::commands::find_app;
 use anyhow::Context;
 use chatd_auth::accesstoken2;
 use chatd_client::{RestClient, WsClient, WsError};
 use chatd_config::Config;
-use chatd_storage::Store;
 use std::time::Duration;
 
 /// The URL, App ID and token the command uses: given, or read from the
@@ -24,10 +23,8 @@ async fn resolve(
     if let (Some(app), Some(token)) = (&target.app, &target.token) {
         return Ok((url, app.clone(), token.clone()));
     }
-    let store = open_store(config)?;
-    let app = find_app(store.as_ref(), config, target.app.as_deref()).await;
-    store.close().await;
-    let app = app?;
+    let store = open_apps(config)?;
+    let app = find_app(store.as_ref(), config, target.app.as_deref()).await?;
     let token = match (&target.token, user) {
         (Some(t), _) => t.clone(),
         (None, Some(u)) => {

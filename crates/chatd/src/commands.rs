@@ -1,13 +1,13 @@
 //! The subcommands other than `serve`.
 
-use crate::bootstrap::{describe_app, ensure_default_app, open_store};
+use crate::bootstrap::{describe_app, ensure_default_app, open_apps};
 use crate::cli::{AppCommand, Command, TokenCommand};
 use anyhow::{bail, Context};
 use chatd_auth::accesstoken2;
 use chatd_config::Config;
 use chatd_core::app::is_valid_app_name;
 use chatd_core::AppRecord;
-use chatd_storage::Store;
+use chatd_storage::AppStore;
 
 pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
@@ -30,7 +30,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 async fn app(cmd: AppCommand, config: &Config) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    let store = open_apps(config)?;
     let result = match cmd {
         AppCommand::Create {
             org,
@@ -78,12 +78,11 @@ async fn app(cmd: AppCommand, config: &Config) -> anyhow::Result<()> {
             Ok(())
         }
     };
-    store.close().await;
     result
 }
 
 pub(crate) async fn find_app(
-    store: &dyn Store,
+    store: &dyn AppStore,
     config: &Config,
     app_id: Option<&str>,
 ) -> anyhow::Result<AppRecord> {
@@ -99,7 +98,7 @@ pub(crate) async fn find_app(
 }
 
 async fn token(cmd: TokenCommand, config: &Config) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    let store = open_apps(config)?;
     let result = async {
         match cmd {
             TokenCommand::App { ttl, app } => {
@@ -127,6 +126,5 @@ async fn token(cmd: TokenCommand, config: &Config) -> anyhow::Result<()> {
         Ok(())
     }
     .await;
-    store.close().await;
     result
 }
