@@ -19,11 +19,11 @@ pub mod sqlite;
 #[cfg(test)]
 mod contract;
 
-pub use chatd_core::InboxEntry;
 pub use apps::{AppStore, SqliteApps};
+pub use chatd_core::InboxEntry;
 pub use error::StorageError;
-pub use model::{Conversation, UserInsert};
 pub use lsm::{LsmOptions, LsmStore};
+pub use model::{Conversation, UserInsert};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use async_trait::async_trait;
@@ -33,7 +33,6 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 
 #[async_trait]
 pub trait Store: AppStore + 'static {
-
     /// Creates users one by one; a taken name fails alone.
     async fn create_users(&self, app: i64, users: Vec<NewUser>) -> Result<Vec<UserInsert>>;
     async fn get_user(&self, app: i64, username: &str) -> Result<Option<UserRecord>>;

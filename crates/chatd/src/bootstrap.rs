@@ -4,7 +4,9 @@ use anyhow::{bail, Context};
 use chatd_config::Config;
 use chatd_core::app::{is_valid_app_name, is_valid_hex32};
 use chatd_core::AppRecord;
-use chatd_storage::{AppStore, LsmOptions, LsmStore, SqliteApps, SqliteOptions, SqliteStore, Store};
+use chatd_storage::{
+    AppStore, LsmOptions, LsmStore, SqliteApps, SqliteOptions, SqliteStore, Store,
+};
 use std::sync::Arc;
 
 /// Opens the configured embedded store in the data directory.
@@ -30,6 +32,12 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         }
         "sqlite" => {
             let mut opts = SqliteOptions::in_dir(&config.data_dir);
+            if LsmOptions::in_dir(&config.data_dir).path.exists() && !opts.path.exists() {
+                bail!(
+                    "{} holds a database of the lsm engine: unset storage_engine (or set it to \"lsm\")",
+                    config.data_dir.display()
+                );
+            }
             opts.max_batch = config.storage_max_batch;
             opts.readers = config.storage_readers;
             Ok(Arc::new(SqliteStore::open(opts).with_context(context)?))

@@ -172,7 +172,13 @@ impl Spaces {
         }
     }
 
-    fn inbox_after(&self, app: i64, owner: &str, after: u64, limit: usize) -> Result<Vec<InboxEntry>> {
+    fn inbox_after(
+        &self,
+        app: i64,
+        owner: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>> {
         let from = keys::inbox_key(app, owner, after.saturating_add(1));
         let to = keys::inbox_key(app, owner, u64::MAX);
         let mut out = Vec::with_capacity(limit.min(1024));
@@ -244,7 +250,11 @@ impl Spaces {
                 (Some(Err(_)), _) => true,
                 (_, Some(Err(_))) => false,
             };
-            let next = if take_mine { mine.next() } else { theirs.next() };
+            let next = if take_mine {
+                mine.next()
+            } else {
+                theirs.next()
+            };
             let Some(next) = next else { break };
             let (_, owner, seq) = next?;
             let Some(e) = self.entry_at(app, &owner, seq)? else {
@@ -449,13 +459,15 @@ impl Store for LsmStore {
     }
 
     async fn find_entry(&self, app: i64, msg_id: u64) -> Result<Option<InboxEntry>> {
-        self.read(move |s| match s.by_msg.get(keys::by_msg_key(msg_id, app))? {
-            Some(v) => {
-                let (owner, seq) = keys::decode_entry_ref(&v)?;
-                s.entry_at(app, &owner, seq)
-            }
-            None => Ok(None),
-        })
+        self.read(
+            move |s| match s.by_msg.get(keys::by_msg_key(msg_id, app))? {
+                Some(v) => {
+                    let (owner, seq) = keys::decode_entry_ref(&v)?;
+                    s.entry_at(app, &owner, seq)
+                }
+                None => Ok(None),
+            },
+        )
         .await
     }
 

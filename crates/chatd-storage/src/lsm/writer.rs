@@ -54,6 +54,9 @@ fn space(s: &Spaces, sp: Space) -> &Keyspace {
     }
 }
 
+/// Answers one request once its batch is committed (or failed to).
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+
 type Writes = BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>;
 
 /// Bound on the sequence cache; past it the cache starts over (a miss costs
@@ -125,7 +128,7 @@ impl Writer {
             let size = ops.len();
             let mut batch = Writes::new();
             let mut staged_seqs: HashMap<(i64, String), u64> = HashMap::new();
-            let mut done: Vec<Box<dyn FnOnce(Option<&str>) + Send>> = Vec::with_capacity(size);
+            let mut done: Vec<Answer> = Vec::with_capacity(size);
             let max_before = self.max_msg_id;
             for op in ops {
                 if let WriteOp::Close(tx) = op {
@@ -138,7 +141,8 @@ impl Writer {
                     own: Writes::new(),
                     seqs: HashMap::new(),
                 };
-                let answer = Self::apply(&mut tx, &mut self.max_msg_id, &self.seqs, &staged_seqs, op);
+                let answer =
+                    Self::apply(&mut tx, &mut self.max_msg_id, &self.seqs, &staged_seqs, op);
                 if answer.0 {
                     let Tx { own, seqs, .. } = tx;
                     batch.extend(own);
@@ -214,7 +218,7 @@ impl Writer {
         seqs: &HashMap<(i64, String), u64>,
         staged_seqs: &HashMap<(i64, String), u64>,
         op: WriteOp,
-    ) -> (bool, Box<dyn FnOnce(Option<&str>) + Send>) {
+    ) -> (bool, Answer) {
         match op {
             WriteOp::CreateUsers(app, users, reply) => pending(reply, create_users(tx, app, users)),
             WriteOp::DeleteUser(app, name, reply) => pending(reply, delete_user(tx, app, &name)),
@@ -229,7 +233,9 @@ impl Writer {
             WriteOp::SaveCursor(app, owner, device, seq, reply) => {
                 pending(reply, save_cursor(tx, app, &owner, &device, seq))
             }
-            WriteOp::MarkRead(app, owner, peer, reply) => pending(reply, mark_read(tx, app, &owner, &peer)),
+            WriteOp::MarkRead(app, owner, peer, reply) => {
+                pending(reply, mark_read(tx, app, &owner, &peer))
+            }
             WriteOp::DeleteConversation(app, owner, peer, clear, reply) => {
                 pending(reply, delete_conversation(tx, app, &owner, &peer, clear))
             }
@@ -238,10 +244,7 @@ impl Writer {
     }
 }
 
-fn pending<T: Send + 'static>(
-    reply: Reply<T>,
-    result: Result<T>,
-) -> (bool, Box<dyn FnOnce(Option<&str>) + Send>) {
+fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> (bool, Answer) {
     (
         result.is_ok(),
         Box::new(move |commit_error| {
@@ -352,7 +355,9 @@ fn append_message(
     // for one not above every id written (sends reach the writer slightly
     // out of order).
     if message <= *max_msg_id && tx.get(Space::Messages, &message_key)?.is_some() {
-        return Err(StorageError::Duplicate(format!("message {message} is already stored")));
+        return Err(StorageError::Duplicate(format!(
+            "message {message} is already stored"
+        )));
     }
     tx.put(
         Space::Messages,
@@ -394,7 +399,11 @@ fn append_message(
         );
         if r.kind != EntryKind::SyncCopy {
             let at = keys::entry_ref(&r.owner, seq);
-            tx.put(Space::ByMsg, keys::by_msg_key(r.msg_id, msg.app), at.clone());
+            tx.put(
+                Space::ByMsg,
+                keys::by_msg_key(r.msg_id, msg.app),
+                at.clone(),
+            );
             tx.put(
                 Space::ByConv,
                 keys::conv_entry_key(msg.app, &r.owner, &r.peer, r.msg_id),

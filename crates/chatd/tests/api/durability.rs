@@ -157,3 +157,52 @@ async fn a_second_app_is_isolated_from_the_first() {
         .unwrap();
     assert_eq!(r.body["data"]["y"], 0);
 }
+
+#[tokio::test]
+async fn the_sqlite_engine_still_keeps_messages_across_a_crash() {
+    let mut server = TestServer::start_with(&[("CHATD_STORAGE_ENGINE", "sqlite")]);
+    let admin = server.admin();
+    admin.create_user("keeper", Some("pw")).await.unwrap();
+    for i in 0..20 {
+        admin
+            .send_text("a", &["keeper"], &format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    server.kill();
+    server.restart();
+    assert_eq!(offline_count(&server, "keeper").await, 20);
+    assert!(server.dir.path().join("chatd.db").exists());
+    assert!(!server.dir.path().join("lsm").exists());
+}
+
+#[tokio::test]
+async fn the_default_engine_refuses_a_directory_of_the_sqlite_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |engine: Option<&str>, args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
+        cmd.args(args)
+            .env_clear()
+            .env("CHATD_DATA_DIR", dir.path())
+            .env("CHATD_LISTEN", "127.0.0.1:0");
+        if let Some(e) = engine {
+            cmd.env("CHATD_STORAGE_ENGINE", e);
+        }
+        cmd.output().unwrap()
+    };
+    // `app list` opens only the registry: it does not make a store.
+    assert!(run(Some("sqlite"), &["app", "list"]).status.success());
+    let refused = run(None, &["serve"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("storage_engine = \"sqlite\""), "{err}");
+    assert!(!dir.path().join("lsm").exists(), "nothing was created");
+
+    let bad = run(Some("btree"), &["serve"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("storage_engine must be"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
