@@ -116,6 +116,21 @@ pub(crate) struct Spaces {
 
 pub(crate) const MAX_MSG_ID: &[u8] = b"max_msg_id";
 
+/// Largest memory table of a keyspace before it is written out. fjall's
+/// default is 64 MiB for every keyspace, and it has no cap on all of them
+/// together: under a long overload the four keyspaces written by every send
+/// held ≈ 500 MB (peak RSS 524 MB in the overload scenario, still growing
+/// after 30 s). Sized per keyspace, peak RSS was 294 MB and level, with the
+/// same send throughput in 30-s cells (docs/benchmarks.md).
+fn memtable_bytes(keyspace: &str) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    match keyspace {
+        "messages" => 32 * MIB,
+        "inbox" | "by_conv" | "by_msg" => 16 * MIB,
+        _ => 4 * MIB,
+    }
+}
+
 impl Spaces {
     fn open(opts: &LsmOptions) -> Result<Self> {
         std::fs::create_dir_all(&opts.path)?;
@@ -125,7 +140,12 @@ impl Spaces {
             .manual_journal_persist(true)
             .cache_size(opts.cache_bytes)
             .open()?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let ks = |name: &str| {
+            let memtable = memtable_bytes(name);
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(memtable)
+            })
+        };
         Ok(Self {
             users: ks("users")?,
             messages: ks("messages")?,
