@@ -48,7 +48,7 @@ pub struct Config {
     /// Largest request body accepted by JSON endpoints, in bytes; larger
     /// requests are refused with 413 before they are read whole.
     pub max_request_bytes: usize,
-    /// The embedded database: `lsm` (default) or `sqlite`.
+    /// The embedded database: `sqlite` (default) or `lsm`.
     pub storage_engine: String,
     /// Most writes committed together in one storage transaction.
     pub storage_max_batch: usize,
@@ -115,7 +115,7 @@ impl Default for Config {
             rest_messages_in_conversations: false,
             token_ttl_secs: 60 * 24 * 3600,
             max_request_bytes: 256 * 1024,
-            storage_engine: "lsm".into(),
+            storage_engine: "sqlite".into(),
             storage_max_batch: 1024,
             storage_readers: 4,
             shutdown_grace_secs: 10,

@@ -1,9 +1,9 @@
 //! chatd storage.
 //!
 //! [`Store`] is the narrow seam between chatd and its database. The embedded
-//! default, [`lsm::LsmStore`], is a log-structured merge tree (`fjall`) in the
-//! data directory; [`sqlite::SqliteStore`] keeps everything in one SQLite
-//! file instead (`storage_engine = "sqlite"`). A PostgreSQL implementation
+//! default, [`sqlite::SqliteStore`], keeps everything in one SQLite file in
+//! the data directory; [`lsm::LsmStore`] is a log-structured merge tree
+//! (`fjall`) instead (`storage_engine = "lsm"`). A PostgreSQL implementation
 //! for clusters would implement the same trait.
 //!
 //! Durability contract: when a write method returns `Ok`, the change has been

@@ -23,8 +23,8 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             let sqlite = SqliteOptions::in_dir(&config.data_dir).path;
             if sqlite.exists() && !opts.path.exists() {
                 bail!(
-                    "{} holds a database of the sqlite engine: set storage_engine = \"sqlite\" \
-                     (CHATD_STORAGE_ENGINE=sqlite) to use it",
+                    "{} holds a database of the sqlite engine: unset storage_engine (or set it \
+                     to \"sqlite\") to use it",
                     config.data_dir.display()
                 );
             }
@@ -34,7 +34,8 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             let mut opts = SqliteOptions::in_dir(&config.data_dir);
             if LsmOptions::in_dir(&config.data_dir).path.exists() && !opts.path.exists() {
                 bail!(
-                    "{} holds a database of the lsm engine: unset storage_engine (or set it to \"lsm\")",
+                    "{} holds a database of the lsm engine: set storage_engine = \"lsm\" \
+                     (CHATD_STORAGE_ENGINE=lsm) to use it",
                     config.data_dir.display()
                 );
             }

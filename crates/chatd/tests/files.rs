@@ -12,7 +12,6 @@ use serde_json::Value;
 use std::io::{Cursor, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1024 * 1024;
@@ -785,11 +784,9 @@ async fn path_tricks_get_404() {
 /// Creates an app with the CLI against the server's data directory and
 /// returns its app ID and certificate.
 fn create_app(server: &TestServer, org: &str, name: &str) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_chatd"))
+    let out = server
+        .cli()
         .args(["app", "create", "--org", org, "--name", name])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CHATD_DATA_DIR", server.dir.path())
         .output()
         .expect("chatd app create runs");
     assert!(out.status.success(), "{out:?}");

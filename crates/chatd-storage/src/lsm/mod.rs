@@ -1,12 +1,15 @@
-//! The default embedded store: a log-structured merge tree (`fjall`).
+//! The second embedded store (`storage_engine = "lsm"`): a log-structured
+//! merge tree (`fjall`).
 //!
-//! Why an LSM and not the B-tree of SQLite: every message writes an inbox
+//! Why an LSM beside the B-tree of SQLite: every message writes an inbox
 //! entry and a conversation index entry whose keys start with their owner,
 //! i.e. at random places. In a B-tree each such write dirties a whole page
 //! that the commit writes to the log (≈ 8 KiB of log per one-recipient
-//! message, the single writer's main cost in the send profile); an LSM appends
-//! the few hundred bytes of the batch to its journal, keeps them in a sorted
-//! memory table, and writes sorted runs sequentially in the background.
+//! message, the SQLite writer's main cost in the send profile); an LSM
+//! appends the few hundred bytes of the batch to its journal, keeps them in a
+//! sorted memory table, and writes sorted runs sequentially in the
+//! background. What that costs instead (compactions, reads that merge several
+//! runs) is measured in docs/benchmarks.md.
 //!
 //! Layout, one keyspace per record kind (see [`keys`]):
 //!

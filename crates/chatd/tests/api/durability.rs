@@ -101,9 +101,9 @@ async fn health_and_metrics() {
 #[tokio::test]
 async fn a_second_app_is_isolated_from_the_first() {
     let server = TestServer::start();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+    let out = server
+        .cli()
         .args(["app", "create", "--org", "other", "--name", "app2"])
-        .env("CHATD_DATA_DIR", server.dir.path())
         .env("CHATD_APP_ID", crate::common::APP_ID)
         .env("CHATD_APP_CERTIFICATE", crate::common::APP_CERT)
         .output()
@@ -159,46 +159,85 @@ async fn a_second_app_is_isolated_from_the_first() {
 }
 
 #[tokio::test]
-async fn the_sqlite_engine_still_keeps_messages_across_a_crash() {
-    let mut server = TestServer::start_with(&[("CHATD_STORAGE_ENGINE", "sqlite")]);
+async fn the_lsm_engine_keeps_messages_across_a_crash_and_apps_beside_it() {
+    let mut server = TestServer::start_with(&[("CHATD_STORAGE_ENGINE", "lsm")]);
     let admin = server.admin();
     admin.create_user("keeper", Some("pw")).await.unwrap();
-    for i in 0..20 {
-        admin
-            .send_text("a", &["keeper"], &format!("m{i}"))
-            .await
-            .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let admin = admin.clone();
+        tasks.push(tokio::spawn(async move {
+            admin.send_text("a", &["keeper"], &format!("m{i}")).await
+        }));
+    }
+    let mut max_id = 0;
+    for t in tasks {
+        max_id = max_id.max(t.await.unwrap().unwrap()[0].1);
     }
     server.kill();
     server.restart();
-    assert_eq!(offline_count(&server, "keeper").await, 20);
-    assert!(server.dir.path().join("chatd.db").exists());
-    assert!(!server.dir.path().join("lsm").exists());
+    assert_eq!(offline_count(&server, "keeper").await, 50);
+    let after = server
+        .admin()
+        .send_text("a", &["keeper"], "after the crash")
+        .await
+        .unwrap();
+    assert!(after[0].1 > max_id, "ids never repeat after a restart");
+    assert!(server.dir.path().join("lsm").is_dir());
+    assert!(!server.dir.path().join("chatd.db").exists());
+
+    // The CLI writes the app registry while the server holds the LSM
+    // directory, and the server serves the new app.
+    let out = server
+        .cli()
+        .args(["app", "create", "--org", "other", "--name", "app2"])
+        .env("CHATD_APP_ID", crate::common::APP_ID)
+        .env("CHATD_APP_CERTIFICATE", crate::common::APP_CERT)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap()
+    };
+    let (id2, cert2) = (field("app_id:"), field("app_certificate:"));
+    let app2 = chatd_client::RestClient::new(&server.base, &id2)
+        .with_token(chatd_auth::accesstoken2::mint_app_token(&id2, &cert2, 600));
+    app2.send_text("x", &["keeper"], "from app2").await.unwrap();
 }
 
 #[tokio::test]
-async fn the_default_engine_refuses_a_directory_of_the_sqlite_engine() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = |engine: Option<&str>, args: &[&str]| {
+async fn an_engine_refuses_a_directory_of_the_other() {
+    let mut lsm = TestServer::start_with(&[("CHATD_STORAGE_ENGINE", "lsm")]);
+    lsm.admin().send_text("a", &["b"], "kept").await.unwrap();
+    assert!(lsm.stop().success());
+    let run = |engine: Option<&str>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
-        cmd.args(args)
+        cmd.arg("serve")
             .env_clear()
-            .env("CHATD_DATA_DIR", dir.path())
+            .env("CHATD_DATA_DIR", lsm.dir.path())
             .env("CHATD_LISTEN", "127.0.0.1:0");
         if let Some(e) = engine {
             cmd.env("CHATD_STORAGE_ENGINE", e);
         }
         cmd.output().unwrap()
     };
-    // `app list` opens only the registry: it does not make a store.
-    assert!(run(Some("sqlite"), &["app", "list"]).status.success());
-    let refused = run(None, &["serve"]);
+    let refused = run(None);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("storage_engine = \"sqlite\""), "{err}");
-    assert!(!dir.path().join("lsm").exists(), "nothing was created");
+    assert!(err.contains("storage_engine = \"lsm\""), "{err}");
+    assert!(
+        !lsm.dir.path().join("chatd.db").exists(),
+        "no empty sqlite store was made"
+    );
 
-    let bad = run(Some("btree"), &["serve"]);
+    let bad = run(Some("btree"));
     assert!(!bad.status.success());
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("storage_engine must be"),

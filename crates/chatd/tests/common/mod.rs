@@ -45,6 +45,11 @@ impl TestServer {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        // `CHATD_TEST_STORAGE_ENGINE=lsm cargo test` runs the suites on the
+        // other engine (scripts/test.sh does, for the server's suites).
+        if let Ok(engine) = std::env::var("CHATD_TEST_STORAGE_ENGINE") {
+            all.push(("CHATD_STORAGE_ENGINE".into(), engine));
+        }
         for (k, v) in env {
             all.retain(|(key, _)| key != k);
             all.push((k.to_string(), v.to_string()));
@@ -96,6 +101,21 @@ impl TestServer {
         self.port = base.rsplit(':').next().unwrap().parse().unwrap();
         self.base = base;
         self.child = Some(child);
+    }
+
+    /// The `chatd` command on this server's data directory and engine, for
+    /// the subcommands (`app create`, …) that run beside a serving chatd.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatd"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CHATD_DATA_DIR", self.dir.path());
+        for (k, v) in &self.env {
+            if k == "CHATD_STORAGE_ENGINE" {
+                cmd.env(k, v);
+            }
+        }
+        cmd
     }
 
     /// Stops with SIGTERM (graceful) and waits for the process to exit.
