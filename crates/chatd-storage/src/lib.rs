@@ -14,6 +14,7 @@ pub mod apps;
 mod error;
 pub mod lsm;
 pub mod model;
+mod queue;
 pub mod sqlite;
 
 #[cfg(test)]

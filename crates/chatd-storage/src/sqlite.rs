@@ -15,6 +15,7 @@
 //! large, so that the log can start over from its beginning.
 
 use crate::model::{Conversation, UserInsert};
+use crate::queue::{self, answer, Answer, Reply, WriteQueue};
 use crate::{AppStore, Result, StorageError, Store};
 use async_trait::async_trait;
 use chatd_core::{
@@ -120,8 +121,6 @@ impl SqliteOptions {
     }
 }
 
-type Reply<T> = oneshot::Sender<Result<T>>;
-
 /// Page cache of the writer connection, KiB: the inbox indexes are written
 /// at random places, and pages read again from the OS cost a system call
 /// each. (Not more: every commit scans the cache's hash table.)
@@ -151,9 +150,8 @@ enum WriteOp {
 }
 
 pub struct SqliteStore {
-    writer: mpsc::Sender<WriteOp>,
+    writer: WriteQueue<WriteOp>,
     readers: Arc<ReadPool>,
-    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl SqliteStore {
@@ -190,25 +188,18 @@ impl SqliteStore {
         }
 
         let checkpointer = Checkpointer::start(&opts.path)?;
-        let (tx, rx) = mpsc::channel(opts.queue.max(1));
-        let max_batch = opts.max_batch.max(1);
-        let handle = std::thread::Builder::new()
-            .name("chatd-sqlite-writer".into())
-            .spawn(move || Writer::new(conn, checkpointer).run(rx, max_batch))?;
+        let max_batch = opts.max_batch;
+        let writer = WriteQueue::start("chatd-sqlite-writer", opts.queue, move |rx| {
+            Writer::new(conn, checkpointer).run(rx, max_batch)
+        })?;
         Ok(Self {
-            writer: tx,
+            writer,
             readers: Arc::new(ReadPool::new(readers)),
-            writer_thread: Mutex::new(Some(handle)),
         })
     }
 
     async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T> {
-        let (tx, rx) = oneshot::channel();
-        self.writer
-            .send(make(tx))
-            .await
-            .map_err(|_| StorageError::Closed)?;
-        rx.await.map_err(|_| StorageError::Closed)?
+        self.writer.call(make).await
     }
 
     /// A read small enough (a point lookup, a few rows from the page cache:
@@ -482,14 +473,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.writer.send(WriteOp::Close(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
-        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
-        if let Some(h) = handle {
-            let _ = tokio::task::spawn_blocking(move || h.join()).await;
-        }
+        self.writer.close(WriteOp::Close).await
     }
 }
 
@@ -627,20 +611,6 @@ impl ReadPool {
     }
 }
 
-/// A result computed inside the batch transaction, sent once the batch is
-/// committed (or replaced by the commit's error).
-type Pending = Box<dyn FnOnce(Option<&str>) + Send>;
-
-fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> Pending {
-    Box::new(move |commit_error| {
-        let outcome = match commit_error {
-            Some(e) => Err(StorageError::Corrupt(format!("commit failed: {e}"))),
-            None => result,
-        };
-        let _ = reply.send(outcome);
-    })
-}
-
 /// Plans do not depend on bound values. Without this, SQLite plans a query
 /// with `LIMIT ?` for the value bound at the time and marks the statement to
 /// be compiled again whenever that parameter is bound anew: every inbox read
@@ -758,20 +728,13 @@ impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize) {
         let mut closing: Option<oneshot::Sender<()>> = None;
         while closing.is_none() {
-            let Some(first) = rx.blocking_recv() else {
+            let Some(batch) = queue::next_batch(&mut rx, max_batch) else {
                 break;
             };
-            let mut batch = vec![first];
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
             self.restart_log_if_large();
             let started = Instant::now();
             let size = batch.len();
-            let mut done: Vec<Pending> = Vec::with_capacity(size);
+            let mut done: Vec<Answer> = Vec::with_capacity(size);
             let begin = self.exec("BEGIN IMMEDIATE");
             for op in batch {
                 match op {
@@ -792,20 +755,15 @@ impl Writer {
                 self.seqs.clear();
                 e
             });
-            metrics::histogram!("chatd_storage_batch_size").record(size as f64);
-            metrics::histogram!("chatd_storage_commit_seconds")
-                .record(started.elapsed().as_secs_f64());
+            queue::record_batch(size, started);
             for d in done {
                 d(commit_error.as_deref());
             }
         }
-        // Answer anything still queued so that no caller waits forever.
-        rx.close();
-        while let Ok(op) = rx.try_recv() {
-            if let WriteOp::Close(tx) = op {
-                let _ = tx.send(());
-            }
-        }
+        queue::refuse_rest(&mut rx, |op| match op {
+            WriteOp::Close(tx) => Some(tx),
+            _ => None,
+        });
         self.checkpointer.shutdown();
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::warn!(error = %e, "final checkpoint failed");
@@ -816,19 +774,19 @@ impl Writer {
     }
 
     /// Applies one request inside its own savepoint.
-    fn apply(&mut self, op: WriteOp) -> Pending {
+    fn apply(&mut self, op: WriteOp) -> Answer {
         match op {
             WriteOp::UpsertApp(app, reply) => {
                 let r = self.savepoint(|w| crate::apps::upsert_app(&w.conn, app));
-                pending(reply, r)
+                answer(reply, r)
             }
             WriteOp::CreateUsers(app, users, reply) => {
                 let r = self.savepoint(|w| w.create_users(app, users));
-                pending(reply, r)
+                answer(reply, r)
             }
             WriteOp::DeleteUser(app, name, reply) => {
                 let r = self.savepoint(|w| w.delete_user(app, &name));
-                pending(reply, r)
+                answer(reply, r)
             }
             WriteOp::AppendMessage(msg, reply) => {
                 // No savepoint: opening and releasing one per send, and the
@@ -845,11 +803,11 @@ impl Writer {
                     }
                     self.seqs.extend(staged);
                 }
-                pending(reply, r)
+                answer(reply, r)
             }
             WriteOp::SaveCursor(app, owner, device, seq, reply) => {
                 let r = self.savepoint(|w| w.save_cursor(app, &owner, &device, seq));
-                pending(reply, r)
+                answer(reply, r)
             }
             WriteOp::MarkRead(app, owner, peer, reply) => {
                 let r = self.savepoint(|w| {
@@ -860,11 +818,11 @@ impl Writer {
                         .execute(params![app, owner, peer])?
                         > 0)
                 });
-                pending(reply, r)
+                answer(reply, r)
             }
             WriteOp::DeleteConversation(app, owner, peer, clear, reply) => {
                 let r = self.savepoint(|w| w.delete_conversation(app, &owner, &peer, clear));
-                pending(reply, r)
+                answer(reply, r)
             }
             WriteOp::Close(_) => unreachable!("handled by the batch loop"),
         }

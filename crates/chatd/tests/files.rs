@@ -781,30 +781,10 @@ async fn path_tricks_get_404() {
     assert_eq!(status, 200);
 }
 
-/// Creates an app with the CLI against the server's data directory and
-/// returns its app ID and certificate.
-fn create_app(server: &TestServer, org: &str, name: &str) -> (String, String) {
-    let out = server
-        .cli()
-        .args(["app", "create", "--org", org, "--name", name])
-        .output()
-        .expect("chatd app create runs");
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .unwrap_or_else(|| panic!("no {key} in {text}"))
-            .trim()
-            .to_string()
-    };
-    (field("app_id:"), field("app_certificate:"))
-}
-
 #[tokio::test]
 async fn one_app_cannot_read_another_apps_files() {
     let server = TestServer::start();
-    let (app2, cert2) = create_app(&server, "o2", "a2");
+    let (app2, cert2) = server.create_app("o2", "a2");
     let token2 = chatd_auth::accesstoken2::mint_app_token(&app2, &cert2, 3600);
     let bearer2 = format!("Bearer {token2}");
     let app2_url = |path: &str| format!("{}/app-id/{app2}{path}", server.base);

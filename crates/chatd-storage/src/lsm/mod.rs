@@ -34,6 +34,7 @@ pub(crate) mod keys;
 mod writer;
 
 use crate::model::{Conversation, UserInsert};
+use crate::queue::{Reply, WriteQueue};
 use crate::{AppStore, Result, SqliteApps, StorageError, Store};
 use async_trait::async_trait;
 use chatd_core::{
@@ -44,8 +45,6 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use keys::InboxValue;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::sync::Mutex;
-use tokio::sync::{mpsc, oneshot};
 use writer::{WriteOp, Writer};
 
 /// How to open the LSM store.
@@ -342,13 +341,10 @@ pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| StorageError::Corrupt(e.to_string()))
 }
 
-type Reply<T> = oneshot::Sender<Result<T>>;
-
 pub struct LsmStore {
     spaces: Spaces,
     apps: SqliteApps,
-    writer: mpsc::Sender<WriteOp>,
-    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    writer: WriteQueue<WriteOp>,
 }
 
 impl LsmStore {
@@ -356,27 +352,20 @@ impl LsmStore {
     pub fn open(opts: LsmOptions) -> Result<Self> {
         let spaces = Spaces::open(&opts)?;
         let apps = SqliteApps::open(&opts.path.with_file_name(APPS_FILE))?;
-        let (tx, rx) = mpsc::channel(opts.queue.max(1));
-        let writer = Writer::new(spaces.clone())?;
-        let max_batch = opts.max_batch.max(1);
-        let handle = std::thread::Builder::new()
-            .name("chatd-lsm-writer".into())
-            .spawn(move || writer.run(rx, max_batch))?;
+        let state = Writer::new(spaces.clone())?;
+        let max_batch = opts.max_batch;
+        let writer = WriteQueue::start("chatd-lsm-writer", opts.queue, move |rx| {
+            state.run(rx, max_batch)
+        })?;
         Ok(Self {
             spaces,
             apps,
-            writer: tx,
-            writer_thread: Mutex::new(Some(handle)),
+            writer,
         })
     }
 
     async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T> {
-        let (tx, rx) = oneshot::channel();
-        self.writer
-            .send(make(tx))
-            .await
-            .map_err(|_| StorageError::Closed)?;
-        rx.await.map_err(|_| StorageError::Closed)?
+        self.writer.call(make).await
     }
 
     /// Runs a read that may touch many records (or the disk) on a blocking
@@ -543,14 +532,7 @@ impl Store for LsmStore {
     }
 
     async fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.writer.send(WriteOp::Close(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
-        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
-        if let Some(h) = handle {
-            let _ = tokio::task::spawn_blocking(move || h.join()).await;
-        }
+        self.writer.close(WriteOp::Close).await
     }
 }
 

@@ -7,8 +7,9 @@
 //! record) leaves nothing staged: it fails alone.
 
 use super::keys::{self, InboxValue};
-use super::{json, to_json, ConvRecord, Reply, Spaces, StoredMessage, MAX_MSG_ID};
+use super::{json, to_json, ConvRecord, Spaces, StoredMessage, MAX_MSG_ID};
 use crate::model::UserInsert;
+use crate::queue::{self, answer, Answer, Reply};
 use crate::{Result, StorageError};
 use chatd_core::{EntryKind, NewMessage, NewUser, StoredRecipient, UserRecord};
 use fjall::{Keyspace, PersistMode};
@@ -53,9 +54,6 @@ fn space(s: &Spaces, sp: Space) -> &Keyspace {
         Space::Meta => &s.meta,
     }
 }
-
-/// Answers one request once its batch is committed (or failed to).
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
 type Writes = BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>>;
 
@@ -114,16 +112,9 @@ impl Writer {
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<WriteOp>, max_batch: usize) {
         let mut closing: Option<oneshot::Sender<()>> = None;
         while closing.is_none() {
-            let Some(first) = rx.blocking_recv() else {
+            let Some(ops) = queue::next_batch(&mut rx, max_batch) else {
                 break;
             };
-            let mut ops = vec![first];
-            while ops.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(op) => ops.push(op),
-                    Err(_) => break,
-                }
-            }
             let started = Instant::now();
             let size = ops.len();
             let mut batch = Writes::new();
@@ -171,19 +162,15 @@ impl Writer {
                     Some(e.to_string())
                 }
             };
-            metrics::histogram!("chatd_storage_batch_size").record(size as f64);
-            metrics::histogram!("chatd_storage_commit_seconds")
-                .record(started.elapsed().as_secs_f64());
+            queue::record_batch(size, started);
             for d in done {
                 d(commit_error.as_deref());
             }
         }
-        rx.close();
-        while let Ok(op) = rx.try_recv() {
-            if let WriteOp::Close(tx) = op {
-                let _ = tx.send(());
-            }
-        }
+        queue::refuse_rest(&mut rx, |op| match op {
+            WriteOp::Close(tx) => Some(tx),
+            _ => None,
+        });
         if let Err(e) = self.s.db.persist(PersistMode::SyncAll) {
             tracing::warn!(error = %e, "final journal sync failed");
         }
@@ -245,16 +232,7 @@ impl Writer {
 }
 
 fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T>) -> (bool, Answer) {
-    (
-        result.is_ok(),
-        Box::new(move |commit_error| {
-            let outcome = match commit_error {
-                Some(e) => Err(StorageError::Corrupt(format!("commit failed: {e}"))),
-                None => result,
-            };
-            let _ = reply.send(outcome);
-        }),
-    )
+    (result.is_ok(), answer(reply, result))
 }
 
 fn create_users(tx: &mut Tx<'_>, app: i64, users: Vec<NewUser>) -> Result<Vec<UserInsert>> {

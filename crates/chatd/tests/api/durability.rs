@@ -101,25 +101,7 @@ async fn health_and_metrics() {
 #[tokio::test]
 async fn a_second_app_is_isolated_from_the_first() {
     let server = TestServer::start();
-    let out = server
-        .cli()
-        .args(["app", "create", "--org", "other", "--name", "app2"])
-        .env("CHATD_APP_ID", crate::common::APP_ID)
-        .env("CHATD_APP_CERTIFICATE", crate::common::APP_CERT)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-            .unwrap()
-    };
-    let (id2, cert2) = (field("app_id:"), field("app_certificate:"));
+    let (id2, cert2) = server.create_app("other", "app2");
 
     let app2 = chatd_client::RestClient::new(&server.base, &id2)
         .with_token(chatd_auth::accesstoken2::mint_app_token(&id2, &cert2, 600));
@@ -188,25 +170,7 @@ async fn the_lsm_engine_keeps_messages_across_a_crash_and_apps_beside_it() {
 
     // The CLI writes the app registry while the server holds the LSM
     // directory, and the server serves the new app.
-    let out = server
-        .cli()
-        .args(["app", "create", "--org", "other", "--name", "app2"])
-        .env("CHATD_APP_ID", crate::common::APP_ID)
-        .env("CHATD_APP_CERTIFICATE", crate::common::APP_CERT)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-            .unwrap()
-    };
-    let (id2, cert2) = (field("app_id:"), field("app_certificate:"));
+    let (id2, cert2) = server.create_app("other", "app2");
     let app2 = chatd_client::RestClient::new(&server.base, &id2)
         .with_token(chatd_auth::accesstoken2::mint_app_token(&id2, &cert2, 600));
     app2.send_text("x", &["keeper"], "from app2").await.unwrap();

@@ -118,6 +118,30 @@ impl TestServer {
         cmd
     }
 
+    /// Creates an app with the CLI beside the running server; returns its
+    /// app ID and certificate.
+    pub fn create_app(&self, org: &str, name: &str) -> (String, String) {
+        let out = self
+            .cli()
+            .args(["app", "create", "--org", org, "--name", name])
+            .output()
+            .expect("chatd app create runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {text}"))
+                .trim()
+                .to_string()
+        };
+        (field("app_id:"), field("app_certificate:"))
+    }
+
     /// Stops with SIGTERM (graceful) and waits for the process to exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
