@@ -61,6 +61,10 @@ pub struct Cli {
     /// The chatd binary to start (default: `chatd` next to this executable).
     #[arg(long, conflicts_with = "url")]
     chatd: Option<PathBuf>,
+    /// A setting for the chatd the bench starts, as `CHATD_KEY=value`
+    /// (repeatable), e.g. `--chatd-env CHATD_STORAGE_ENGINE=lsm`.
+    #[arg(long = "chatd-env", value_name = "CHATD_KEY=VALUE", value_parser = parse_chatd_env, conflicts_with = "url")]
+    chatd_env: Vec<(String, String)>,
     /// Benchmark a running server instead (http://host:port).
     #[arg(long, requires_all = ["app_id", "app_cert"])]
     url: Option<String>,
@@ -208,7 +212,18 @@ pub struct Ctx {
     pub run_id: String,
     pub nofile: u64,
     chatd: Option<PathBuf>,
+    chatd_env: Vec<(String, String)>,
     url: Option<Target>,
+}
+
+/// `CHATD_KEY=value` of `--chatd-env`.
+fn parse_chatd_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if k.starts_with("CHATD_") && k.len() > "CHATD_".len() => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!("expected CHATD_KEY=value, got {s:?}")),
+    }
 }
 
 /// The server of one scenario; a started chatd is killed when this drops.
@@ -229,6 +244,7 @@ impl Ctx {
         }
         let bin = self.chatd.as_ref().context("no chatd binary")?;
         let mut env: Vec<(&str, String)> = vec![("CHATD_PUSH_PROVIDER", "none".to_string())];
+        env.extend(self.chatd_env.iter().map(|(k, v)| (k.as_str(), v.clone())));
         env.extend(extra_env.iter().cloned());
         let p = ChatdProcess::start(bin, &env)?;
         Ok(Server {
@@ -294,6 +310,7 @@ async fn run(cli: Cli, nofile: u64) -> anyhow::Result<i32> {
         run_id,
         nofile,
         chatd: chatd.clone(),
+        chatd_env: cli.chatd_env.clone(),
         url,
     };
     let progress = Progress::global();
@@ -354,4 +371,24 @@ async fn run(cli: Cli, nofile: u64) -> anyhow::Result<i32> {
         print!("{}", report.table());
     }
     Ok(if report.failures.is_empty() { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_chatd_env;
+
+    #[test]
+    fn chatd_env_takes_chatd_settings_only() {
+        assert_eq!(
+            parse_chatd_env("CHATD_STORAGE_ENGINE=lsm"),
+            Ok(("CHATD_STORAGE_ENGINE".into(), "lsm".into()))
+        );
+        assert_eq!(
+            parse_chatd_env("CHATD_LOG=a=b"),
+            Ok(("CHATD_LOG".into(), "a=b".into()))
+        );
+        assert!(parse_chatd_env("PATH=/bin").is_err());
+        assert!(parse_chatd_env("CHATD_=x").is_err());
+        assert!(parse_chatd_env("CHATD_STORAGE_ENGINE").is_err());
+    }
 }
