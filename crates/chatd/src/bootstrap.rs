@@ -9,53 +9,64 @@ use chatd_storage::{
 };
 use std::sync::Arc;
 
+/// The configured storage engine.
+enum Engine {
+    Sqlite,
+    Lsm,
+}
+
+fn engine(config: &Config) -> anyhow::Result<Engine> {
+    match config.storage_engine.as_str() {
+        "sqlite" => Ok(Engine::Sqlite),
+        "lsm" => Ok(Engine::Lsm),
+        other => bail!("storage_engine must be \"lsm\" or \"sqlite\", not {other:?}"),
+    }
+}
+
 /// Opens the configured embedded store in the data directory.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let context = || format!("opening the data directory {}", config.data_dir.display());
-    match config.storage_engine.as_str() {
-        "lsm" => {
-            let opts = LsmOptions {
-                max_batch: config.storage_max_batch,
-                ..LsmOptions::in_dir(&config.data_dir)
-            };
-            // A directory written by the SQLite engine is not silently
-            // replaced by an empty store.
-            let sqlite = SqliteOptions::in_dir(&config.data_dir).path;
-            if sqlite.exists() && !opts.path.exists() {
+    // A directory written by one engine is never served by the other as an
+    // empty store.
+    let sqlite = SqliteOptions {
+        max_batch: config.storage_max_batch,
+        readers: config.storage_readers,
+        ..SqliteOptions::in_dir(&config.data_dir)
+    };
+    let lsm = LsmOptions {
+        max_batch: config.storage_max_batch,
+        ..LsmOptions::in_dir(&config.data_dir)
+    };
+    match engine(config)? {
+        Engine::Lsm => {
+            if sqlite.path.exists() && !lsm.path.exists() {
                 bail!(
                     "{} holds a database of the sqlite engine: unset storage_engine (or set it \
                      to \"sqlite\") to use it",
                     config.data_dir.display()
                 );
             }
-            Ok(Arc::new(LsmStore::open(opts).with_context(context)?))
+            Ok(Arc::new(LsmStore::open(lsm).with_context(context)?))
         }
-        "sqlite" => {
-            let mut opts = SqliteOptions::in_dir(&config.data_dir);
-            if LsmOptions::in_dir(&config.data_dir).path.exists() && !opts.path.exists() {
+        Engine::Sqlite => {
+            if lsm.path.exists() && !sqlite.path.exists() {
                 bail!(
                     "{} holds a database of the lsm engine: set storage_engine = \"lsm\" \
                      (CHATD_STORAGE_ENGINE=lsm) to use it",
                     config.data_dir.display()
                 );
             }
-            opts.max_batch = config.storage_max_batch;
-            opts.readers = config.storage_readers;
-            Ok(Arc::new(SqliteStore::open(opts).with_context(context)?))
+            Ok(Arc::new(SqliteStore::open(sqlite).with_context(context)?))
         }
-        other => bail!("storage_engine must be \"lsm\" or \"sqlite\", not {other:?}"),
     }
 }
 
 /// The app registry alone, which commands may open while a server holds the
 /// data directory.
 pub fn open_apps(config: &Config) -> anyhow::Result<Box<dyn AppStore>> {
-    let path = match config.storage_engine.as_str() {
-        "lsm" => LsmOptions::in_dir(&config.data_dir)
-            .path
-            .with_file_name(chatd_storage::lsm::APPS_FILE),
-        "sqlite" => SqliteOptions::in_dir(&config.data_dir).path,
-        other => bail!("storage_engine must be \"lsm\" or \"sqlite\", not {other:?}"),
+    let path = match engine(config)? {
+        Engine::Lsm => LsmOptions::in_dir(&config.data_dir).apps_path(),
+        Engine::Sqlite => SqliteOptions::in_dir(&config.data_dir).path,
     };
     let apps = SqliteApps::open(&path)
         .with_context(|| format!("opening the app registry {}", path.display()))?;

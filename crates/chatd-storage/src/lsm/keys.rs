@@ -9,7 +9,6 @@ use crate::{Result, StorageError};
 use chatd_core::EntryKind;
 
 /// A key under construction.
-#[derive(Default)]
 pub(crate) struct Key(Vec<u8>);
 
 impl Key {

@@ -69,10 +69,14 @@ impl LsmOptions {
             cache_bytes: 32 * 1024 * 1024,
         }
     }
+
+    /// The app registry's SQLite file, beside the LSM directory.
+    pub fn apps_path(&self) -> PathBuf {
+        self.path.with_file_name(APPS_FILE)
+    }
 }
 
-/// The app registry's file, beside the LSM directory.
-pub const APPS_FILE: &str = "apps.db";
+const APPS_FILE: &str = "apps.db";
 
 /// Inbox reads of at most this many entries run on the calling thread
 /// (delivering a message to an online device reads just it); larger ones on
@@ -351,7 +355,7 @@ impl LsmStore {
     /// Opens (creating if needed) the database and starts the writer thread.
     pub fn open(opts: LsmOptions) -> Result<Self> {
         let spaces = Spaces::open(&opts)?;
-        let apps = SqliteApps::open(&opts.path.with_file_name(APPS_FILE))?;
+        let apps = SqliteApps::open(&opts.apps_path())?;
         let state = Writer::new(spaces.clone())?;
         let max_batch = opts.max_batch;
         let writer = WriteQueue::start("chatd-lsm-writer", opts.queue, move |rx| {

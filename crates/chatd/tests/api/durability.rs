@@ -201,6 +201,30 @@ async fn an_engine_refuses_a_directory_of_the_other() {
         "no empty sqlite store was made"
     );
 
+    // And the other way: a SQLite directory (here made by `app list`,
+    // which opens only the registry) is not served by the lsm engine.
+    let sqlite_dir = tempfile::tempdir().unwrap();
+    let chatd = |args: &[&str], engine: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
+        cmd.args(args)
+            .env_clear()
+            .env("CHATD_DATA_DIR", sqlite_dir.path())
+            .env("CHATD_LISTEN", "127.0.0.1:0");
+        if let Some(e) = engine {
+            cmd.env("CHATD_STORAGE_ENGINE", e);
+        }
+        cmd.output().unwrap()
+    };
+    assert!(chatd(&["app", "list"], None).status.success());
+    let refused = chatd(&["serve"], Some("lsm"));
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("a database of the sqlite engine"), "{err}");
+    assert!(
+        !sqlite_dir.path().join("lsm").exists(),
+        "no empty lsm store was made"
+    );
+
     let bad = run(Some("btree"));
     assert!(!bad.status.success());
     assert!(
