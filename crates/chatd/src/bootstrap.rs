@@ -15,8 +15,25 @@ enum Engine {
     Lsm,
 }
 
+/// The configured engine, once it is known that the data directory was not
+/// written by the other one: a directory of one engine is never served (or
+/// given an app registry) by the other as an empty store.
 fn engine(config: &Config) -> anyhow::Result<Engine> {
+    let dir = &config.data_dir;
+    let sqlite_made = SqliteOptions::in_dir(dir).path.exists();
+    let lsm = LsmOptions::in_dir(dir);
+    let lsm_made = lsm.path.exists() || lsm.apps_path().exists();
     match config.storage_engine.as_str() {
+        "sqlite" if lsm_made && !sqlite_made => bail!(
+            "{} holds a database of the lsm engine: set storage_engine = \"lsm\" \
+             (CHATD_STORAGE_ENGINE=lsm) to use it",
+            dir.display()
+        ),
+        "lsm" if sqlite_made && !lsm_made => bail!(
+            "{} holds a database of the sqlite engine: unset storage_engine (or set it \
+             to \"sqlite\") to use it",
+            dir.display()
+        ),
         "sqlite" => Ok(Engine::Sqlite),
         "lsm" => Ok(Engine::Lsm),
         other => bail!("storage_engine must be \"lsm\" or \"sqlite\", not {other:?}"),
@@ -26,37 +43,21 @@ fn engine(config: &Config) -> anyhow::Result<Engine> {
 /// Opens the configured embedded store in the data directory.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let context = || format!("opening the data directory {}", config.data_dir.display());
-    // A directory written by one engine is never served by the other as an
-    // empty store.
-    let sqlite = SqliteOptions {
-        max_batch: config.storage_max_batch,
-        readers: config.storage_readers,
-        ..SqliteOptions::in_dir(&config.data_dir)
-    };
-    let lsm = LsmOptions {
-        max_batch: config.storage_max_batch,
-        ..LsmOptions::in_dir(&config.data_dir)
-    };
     match engine(config)? {
         Engine::Lsm => {
-            if sqlite.path.exists() && !lsm.path.exists() {
-                bail!(
-                    "{} holds a database of the sqlite engine: unset storage_engine (or set it \
-                     to \"sqlite\") to use it",
-                    config.data_dir.display()
-                );
-            }
-            Ok(Arc::new(LsmStore::open(lsm).with_context(context)?))
+            let opts = LsmOptions {
+                max_batch: config.storage_max_batch,
+                ..LsmOptions::in_dir(&config.data_dir)
+            };
+            Ok(Arc::new(LsmStore::open(opts).with_context(context)?))
         }
         Engine::Sqlite => {
-            if lsm.path.exists() && !sqlite.path.exists() {
-                bail!(
-                    "{} holds a database of the lsm engine: set storage_engine = \"lsm\" \
-                     (CHATD_STORAGE_ENGINE=lsm) to use it",
-                    config.data_dir.display()
-                );
-            }
-            Ok(Arc::new(SqliteStore::open(sqlite).with_context(context)?))
+            let opts = SqliteOptions {
+                max_batch: config.storage_max_batch,
+                readers: config.storage_readers,
+                ..SqliteOptions::in_dir(&config.data_dir)
+            };
+            Ok(Arc::new(SqliteStore::open(opts).with_context(context)?))
         }
     }
 }

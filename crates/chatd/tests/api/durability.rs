@@ -196,6 +196,19 @@ async fn an_engine_refuses_a_directory_of_the_other() {
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("storage_engine = \"lsm\""), "{err}");
+    // Nor does a command given the wrong engine write a registry there.
+    let listed = lsm
+        .cli()
+        .env_remove("CHATD_STORAGE_ENGINE")
+        .args(["app", "list"])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success());
+    assert!(
+        String::from_utf8_lossy(&listed.stderr).contains("storage_engine = \"lsm\""),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
     assert!(
         !lsm.dir.path().join("chatd.db").exists(),
         "no empty sqlite store was made"
