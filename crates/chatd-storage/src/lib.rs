@@ -12,6 +12,7 @@
 
 pub mod apps;
 mod error;
+mod io_priority;
 pub mod lsm;
 pub mod model;
 mod queue;
