@@ -781,9 +781,14 @@ impl Writer {
     /// transaction starts the log over.
     fn restart_log_if_large(&mut self) {
         if self.checkpointer.tail_ready.swap(false, Ordering::AcqRel) {
+            let started = Instant::now();
             if let Err(e) = passive_checkpoint(&self.conn) {
                 tracing::warn!(error = %e, "checkpoint failed");
             }
+            // Apart from the commits' own metric: every queued send waits
+            // for this too.
+            metrics::histogram!("chatd_storage_log_restart_seconds")
+                .record(started.elapsed().as_secs_f64());
         }
     }
 
