@@ -5,8 +5,8 @@
 //! appends. On a scheduler that honours I/O classes (mq-deadline, BFQ), the
 //! idle class lets the device serve the log first; elsewhere it is a no-op.
 //! Idle requests are not starved for ever: mq-deadline serves a waiting
-//! request after `prio_aging_expire` (10 s by default), so a checkpoint
-//! under constant load is slower, not stuck.
+//! request after `prio_aging_expire` (10 000 ms by default), so a
+//! checkpoint under constant load is slower, not stuck.
 //!
 //! Written here, not taken from a crate: it is one system call that `libc`
 //! already declares, with two constants from `linux/ioprio.h`.

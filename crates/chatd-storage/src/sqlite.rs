@@ -143,8 +143,8 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// of 4 KiB pages). See [`Checkpointer`]. The writer's part still costs it
 /// a sync of the database file (a few ms for a few hundred pages written at
 /// random places), so this is large to make that rare: 8 000 frames
-/// restarted about twice a second at 10k sends/s, and those stalls alone
-/// were ~1 % of the sends.
+/// restarted about twice a second at 10k sends/s, each time holding every
+/// queued send for 4-17 ms (docs/benchmarks.md).
 const WAL_RESTART_FRAMES: u64 = 40_000;
 /// Frames left uncopied that the writer copies itself.
 const WAL_TAIL_FRAMES: u64 = 200;
