@@ -146,8 +146,9 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// restarted about twice a second at 10k sends/s, each time holding every
 /// queued send for 4-17 ms (docs/benchmarks.md).
 const WAL_RESTART_FRAMES: u64 = 40_000;
-/// Frames left uncopied that the writer copies itself.
-const WAL_TAIL_FRAMES: u64 = 200;
+/// The checkpointer's rounds before a restart continue until one copied at
+/// most this many frames: the writer's tail is what it adds meanwhile.
+const WAL_TAIL_FRAMES: u64 = 100;
 
 enum WriteOp {
     UpsertApp(AppRecord, Reply<AppRecord>),
@@ -641,12 +642,12 @@ fn stable_plans(conn: &Connection) -> Result<()> {
 /// The log only starts over from its beginning when a checkpoint has copied
 /// all of it, which a checkpoint running beside a busy writer never does.
 /// So once the log is large the checkpointer catches up, checkpoint after
-/// checkpoint, until what is left is a small tail, and then tells the
-/// writer, which copies that tail between two transactions. The writer's
-/// part is bounded by the tail (before, it copied whatever had come in
-/// since the last checkpoint: up to 100 ms of sends), but it still syncs the
-/// database file, pages at random places: measured 1-17 ms for tails of
-/// 100-260 frames, a stall for every waiting send, hence restarts are rare
+/// checkpoint, until a round had little to copy, and then tells the
+/// writer, which copies the small tail added since between two
+/// transactions. The writer's part is bounded by that tail (before, it
+/// copied whatever had come in since the last checkpoint: up to 100 ms of
+/// sends), but it still syncs the database file, pages at random places:
+/// a few ms, a stall for every waiting send, hence restarts are rare
 /// ([`WAL_RESTART_FRAMES`]).
 struct Checkpointer {
     stop: Arc<AtomicBool>,
@@ -699,8 +700,8 @@ impl Drop for Checkpointer {
     }
 }
 
-/// One checkpoint; when the log is past `restart_frames`, more until at
-/// most [`WAL_TAIL_FRAMES`] are left to copy, then `ready` is set.
+/// One checkpoint; when the log is past `restart_frames`, more until one
+/// round copied at most [`WAL_TAIL_FRAMES`], then `ready` is set.
 fn catch_up(
     conn: &Connection,
     restart_frames: u64,
@@ -711,14 +712,21 @@ fn catch_up(
     if progress.log <= restart_frames || ready.load(Ordering::Acquire) {
         return Ok(());
     }
-    // Each round copies what the writer added during the last one, so the
-    // tail shrinks quickly; the bound only guards against a writer faster
-    // than the copy.
+    // A checkpoint copies the log as it was when it began; what the writer
+    // adds meanwhile is the next round's work, and the writer's tail is
+    // what it adds during the last round. So rounds continue until one had
+    // little to copy (and so was short); the bound only guards against a
+    // writer faster than the copy.
     for _ in 0..8 {
-        if progress.left() <= WAL_TAIL_FRAMES || stop.load(Ordering::Acquire) {
+        if stop.load(Ordering::Acquire) {
             break;
         }
-        progress = passive_checkpoint(conn)?;
+        let next = passive_checkpoint(conn)?;
+        let copied_now = next.log.saturating_sub(progress.log);
+        progress = next;
+        if copied_now <= WAL_TAIL_FRAMES && progress.left() == 0 {
+            break;
+        }
     }
     ready.store(true, Ordering::Release);
     Ok(())
