@@ -19,34 +19,40 @@ async fn offline_count(server: &TestServer, user: &str) -> u64 {
     r.body["data"][user].as_u64().unwrap()
 }
 
-#[tokio::test]
-async fn acknowledged_messages_survive_sigkill_and_ids_keep_growing() {
-    let mut server = TestServer::start();
+/// Sends `n` messages from `from` to `to` concurrently (so that several
+/// share one group commit), kills the server once all are acknowledged,
+/// restarts it, and checks that all `n` are there and that the next id is
+/// larger than every acknowledged one.
+async fn acknowledged_sends_survive_a_crash(server: &mut TestServer, from: &str, to: &str, n: u64) {
     let admin = server.admin();
-    // Concurrent sends, so that several share one group commit.
     let mut tasks = Vec::new();
-    for i in 0..100 {
-        let admin = admin.clone();
+    for i in 0..n {
+        let (admin, from, to) = (admin.clone(), from.to_string(), to.to_string());
         tasks.push(tokio::spawn(async move {
             admin
-                .send_text("sender", &["victim"], &format!("m{i}"))
+                .send_text(&from, &[to.as_str()], &format!("m{i}"))
                 .await
         }));
     }
     let mut max_id = 0;
     for t in tasks {
-        let ids = t.await.unwrap().unwrap();
-        max_id = max_id.max(ids[0].1);
+        max_id = max_id.max(t.await.unwrap().unwrap()[0].1);
     }
     server.kill();
     server.restart();
-    assert_eq!(offline_count(&server, "victim").await, 100);
+    assert_eq!(offline_count(server, to).await, n);
     let after = server
         .admin()
-        .send_text("sender", &["victim"], "after the crash")
+        .send_text(from, &[to], "after the crash")
         .await
         .unwrap();
     assert!(after[0].1 > max_id, "ids never repeat after a restart");
+}
+
+#[tokio::test]
+async fn acknowledged_messages_survive_sigkill_and_ids_keep_growing() {
+    let mut server = TestServer::start();
+    acknowledged_sends_survive_a_crash(&mut server, "sender", "victim", 100).await;
 }
 
 #[tokio::test]
@@ -143,28 +149,12 @@ async fn a_second_app_is_isolated_from_the_first() {
 #[tokio::test]
 async fn the_lsm_engine_keeps_messages_across_a_crash_and_apps_beside_it() {
     let mut server = TestServer::start_with(&[("CHATD_STORAGE_ENGINE", "lsm")]);
-    let admin = server.admin();
-    admin.create_user("keeper", Some("pw")).await.unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..50 {
-        let admin = admin.clone();
-        tasks.push(tokio::spawn(async move {
-            admin.send_text("a", &["keeper"], &format!("m{i}")).await
-        }));
-    }
-    let mut max_id = 0;
-    for t in tasks {
-        max_id = max_id.max(t.await.unwrap().unwrap()[0].1);
-    }
-    server.kill();
-    server.restart();
-    assert_eq!(offline_count(&server, "keeper").await, 50);
-    let after = server
+    server
         .admin()
-        .send_text("a", &["keeper"], "after the crash")
+        .create_user("keeper", Some("pw"))
         .await
         .unwrap();
-    assert!(after[0].1 > max_id, "ids never repeat after a restart");
+    acknowledged_sends_survive_a_crash(&mut server, "a", "keeper", 50).await;
     assert!(server.dir.path().join("lsm").is_dir());
     assert!(!server.dir.path().join("chatd.db").exists());
 
