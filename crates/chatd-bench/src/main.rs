@@ -62,7 +62,7 @@ pub struct Cli {
     #[arg(long, conflicts_with = "url")]
     chatd: Option<PathBuf>,
     /// A setting for the chatd the bench starts, as `CHATD_KEY=value`
-    /// (repeatable), e.g. `--chatd-env CHATD_STORAGE_ENGINE=lsm`.
+    /// (repeatable), e.g. `--chatd-env CHATD_STORAGE_ENGINE=sqlite`.
     #[arg(long = "chatd-env", value_name = "CHATD_KEY=VALUE", value_parser = parse_chatd_env, conflicts_with = "url")]
     chatd_env: Vec<(String, String)>,
     /// Benchmark a running server instead (http://host:port).
@@ -380,8 +380,8 @@ mod tests {
     #[test]
     fn chatd_env_takes_chatd_settings_only() {
         assert_eq!(
-            parse_chatd_env("CHATD_STORAGE_ENGINE=lsm"),
-            Ok(("CHATD_STORAGE_ENGINE".into(), "lsm".into()))
+            parse_chatd_env("CHATD_STORAGE_ENGINE=sqlite"),
+            Ok(("CHATD_STORAGE_ENGINE".into(), "sqlite".into()))
         );
         assert_eq!(
             parse_chatd_env("CHATD_LOG=a=b"),

@@ -48,9 +48,11 @@ pub struct Config {
     /// Largest request body accepted by JSON endpoints, in bytes; larger
     /// requests are refused with 413 before they are read whole.
     pub max_request_bytes: usize,
-    /// The embedded database: `sqlite` (default) or `lsm`.
+    /// The embedded database: `journal` or `sqlite`; empty (the default)
+    /// means the one whose data is in `data_dir`, else `journal`.
     pub storage_engine: String,
-    /// Most writes committed together in one storage transaction.
+    /// Most writes committed together in one storage transaction (`sqlite`
+    /// engine).
     pub storage_max_batch: usize,
     /// Read-only database connections (`sqlite` engine).
     pub storage_readers: usize,
@@ -115,7 +117,7 @@ impl Default for Config {
             rest_messages_in_conversations: false,
             token_ttl_secs: 60 * 24 * 3600,
             max_request_bytes: 256 * 1024,
-            storage_engine: "sqlite".into(),
+            storage_engine: String::new(),
             storage_max_batch: 1024,
             storage_readers: 4,
             shutdown_grace_secs: 10,

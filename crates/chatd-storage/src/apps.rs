@@ -5,8 +5,8 @@
 //! chatd, which reloads the registry when a request names an app it does not
 //! know. So the registry is a SQLite table (several processes may share a
 //! SQLite file) whatever engine holds the messages: inside `chatd.db` for the
-//! `sqlite` engine, in its own `apps.db` for the `lsm` engine, whose
-//! database one process holds at a time.
+//! `sqlite` engine, in its own `apps.db` beside the journal, whose log one
+//! process holds at a time.
 
 use crate::{Result, StorageError};
 use async_trait::async_trait;
@@ -14,6 +14,10 @@ use chatd_core::AppRecord;
 use rusqlite::{params, Connection};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+/// The registry's own file, for the engines whose database one process
+/// holds at a time.
+pub(crate) const APPS_FILE: &str = "apps.db";
 
 pub(crate) const APPS_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS apps (
@@ -126,7 +130,14 @@ impl SqliteApps {
         })
     }
 
-    async fn with<T: Send + 'static>(
+    /// Creates the tables of `schema` if they are missing.
+    pub(crate) fn execute_schema(&self, schema: &str) -> Result<()> {
+        let c = self.conn.lock().map_err(|_| StorageError::Closed)?;
+        c.execute_batch(schema)?;
+        Ok(())
+    }
+
+    pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {

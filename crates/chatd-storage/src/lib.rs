@@ -1,22 +1,24 @@
 //! chatd storage.
 //!
 //! [`Store`] is the narrow seam between chatd and its database. The embedded
-//! default, [`sqlite::SqliteStore`], keeps everything in one SQLite file in
-//! the data directory; [`lsm::LsmStore`] is a log-structured merge tree
-//! (`fjall`) instead (`storage_engine = "lsm"`). A PostgreSQL implementation
-//! for clusters would implement the same trait.
+//! default, [`journal::JournalStore`], is an append-only log of records with
+//! an index in memory; [`sqlite::SqliteStore`] keeps everything in one
+//! SQLite file instead (`storage_engine = "sqlite"`). Both live in the data
+//! directory. A PostgreSQL implementation for clusters would implement the
+//! same trait.
 //!
 //! Durability contract: when a write method returns `Ok`, the change has been
-//! committed and fsynced. Concurrent writes are group-committed: one
-//! transaction and one fsync per batch.
+//! written and fsynced. Concurrent writes are group-committed: one write and
+//! one fsync per batch.
 
 pub mod apps;
 mod error;
 mod io_priority;
-pub mod lsm;
+pub mod journal;
 pub mod model;
 mod queue;
 pub mod sqlite;
+mod users;
 
 #[cfg(test)]
 mod contract;
@@ -24,7 +26,7 @@ mod contract;
 pub use apps::{AppStore, SqliteApps};
 pub use chatd_core::InboxEntry;
 pub use error::StorageError;
-pub use lsm::{LsmOptions, LsmStore};
+pub use journal::{JournalOptions, JournalStore};
 pub use model::{Conversation, UserInsert};
 pub use sqlite::{SqliteOptions, SqliteStore};
 

@@ -30,17 +30,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS users (
-    app INTEGER NOT NULL,
-    username TEXT NOT NULL,
-    uuid TEXT NOT NULL,
-    password_hash TEXT,
-    nickname TEXT,
-    created_ms INTEGER NOT NULL,
-    modified_ms INTEGER NOT NULL,
-    activated INTEGER NOT NULL,
-    PRIMARY KEY (app, username)
-) WITHOUT ROWID;
 -- One row per message sent, whatever the number of recipients.
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
@@ -184,6 +173,7 @@ impl SqliteStore {
         stable_plans(&conn)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(crate::apps::APPS_SCHEMA)?;
+        conn.execute_batch(crate::users::USERS_SCHEMA)?;
         conn.execute_batch(SCHEMA)?;
 
         let mut readers = Vec::with_capacity(opts.readers.max(1));
@@ -261,7 +251,8 @@ impl Store for SqliteStore {
 
     async fn get_user(&self, app: i64, username: &str) -> Result<Option<UserRecord>> {
         let username = username.to_string();
-        self.read(move |c| read_user(c, app, &username)).await
+        self.read(move |c| crate::users::read_user(c, app, &username))
+            .await
     }
 
     async fn delete_user(&self, app: i64, username: &str) -> Result<Option<UserRecord>> {
@@ -487,25 +478,6 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.writer.close(WriteOp::Close).await
     }
-}
-
-fn read_user(c: &Connection, app: i64, username: &str) -> Result<Option<UserRecord>> {
-    Ok(c.prepare_cached(
-        "SELECT uuid, username, password_hash, nickname, created_ms, modified_ms, activated \
-         FROM users WHERE app = ?1 AND username = ?2",
-    )?
-    .query_row(params![app, username], |r| {
-        Ok(UserRecord {
-            uuid: r.get(0)?,
-            username: r.get(1)?,
-            password_hash: r.get(2)?,
-            nickname: r.get(3)?,
-            created_ms: r.get(4)?,
-            modified_ms: r.get(5)?,
-            activated: r.get(6)?,
-        })
-    })
-    .optional()?)
 }
 
 fn user_cursor(c: &Connection, app: i64, owner: &str) -> Result<u64> {
@@ -856,11 +828,11 @@ impl Writer {
                 answer(reply, r)
             }
             WriteOp::CreateUsers(app, users, reply) => {
-                let r = self.savepoint(|w| w.create_users(app, users));
+                let r = self.savepoint(|w| crate::users::create_users(&w.conn, app, users));
                 answer(reply, r)
             }
             WriteOp::DeleteUser(app, name, reply) => {
-                let r = self.savepoint(|w| w.delete_user(app, &name));
+                let r = self.savepoint(|w| crate::users::delete_user(&w.conn, app, &name));
                 answer(reply, r)
             }
             WriteOp::AppendMessage(msg, reply) => {
@@ -914,54 +886,6 @@ impl Writer {
             }
         }
         r
-    }
-
-    fn create_users(&mut self, app: i64, users: Vec<NewUser>) -> Result<Vec<UserInsert>> {
-        let now = chatd_core::clock::now_ms();
-        let mut out = Vec::with_capacity(users.len());
-        for u in users {
-            let rec = UserRecord {
-                uuid: chatd_core::ids::uuid_v4_string(),
-                username: u.username,
-                password_hash: u.password_hash,
-                nickname: u.nickname,
-                created_ms: now,
-                modified_ms: now,
-                activated: true,
-            };
-            let inserted = self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO users (app, username, uuid, password_hash, nickname, created_ms, \
-                     modified_ms, activated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) \
-                     ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![
-                    app,
-                    rec.username,
-                    rec.uuid,
-                    rec.password_hash,
-                    rec.nickname,
-                    rec.created_ms,
-                    rec.modified_ms
-                ])?;
-            out.push(if inserted == 1 {
-                UserInsert::Created(rec)
-            } else {
-                UserInsert::Exists(rec.username)
-            });
-        }
-        Ok(out)
-    }
-
-    fn delete_user(&mut self, app: i64, username: &str) -> Result<Option<UserRecord>> {
-        let existing = read_user(&self.conn, app, username)?;
-        if existing.is_some() {
-            self.conn
-                .prepare_cached("DELETE FROM users WHERE app = ?1 AND username = ?2")?
-                .execute(params![app, username])?;
-        }
-        Ok(existing)
     }
 
     fn save_cursor(&mut self, app: i64, owner: &str, device: &str, seq: u64) -> Result<()> {

@@ -5,51 +5,93 @@ use chatd_config::Config;
 use chatd_core::app::{is_valid_app_name, is_valid_hex32};
 use chatd_core::AppRecord;
 use chatd_storage::{
-    AppStore, LsmOptions, LsmStore, SqliteApps, SqliteOptions, SqliteStore, Store,
+    AppStore, JournalOptions, JournalStore, SqliteApps, SqliteOptions, SqliteStore, Store,
 };
 use std::sync::Arc;
 
-/// The configured storage engine.
+/// The embedded storage engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Engine {
+    Journal,
     Sqlite,
-    Lsm,
 }
 
-/// The configured engine, once it is known that the data directory was not
-/// written by the other one: a directory of one engine is never served (or
-/// given an app registry) by the other as an empty store.
+impl Engine {
+    const ALL: [Engine; 2] = [Engine::Journal, Engine::Sqlite];
+
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Journal => "journal",
+            Engine::Sqlite => "sqlite",
+        }
+    }
+
+    /// Whether this engine's database is in `dir`.
+    fn made_in(self, dir: &std::path::Path) -> bool {
+        match self {
+            Engine::Journal => JournalOptions::in_dir(dir).dir.exists(),
+            Engine::Sqlite => SqliteOptions::in_dir(dir).path.exists(),
+        }
+    }
+
+    /// Where this engine keeps the app registry.
+    fn apps_path(self, dir: &std::path::Path) -> std::path::PathBuf {
+        match self {
+            Engine::Journal => JournalOptions::in_dir(dir).apps_path(),
+            Engine::Sqlite => SqliteOptions::in_dir(dir).path,
+        }
+    }
+}
+
+/// The engine to use: the configured one, once it is known that the data
+/// directory holds no other engine's database (a directory of one engine is
+/// never served, or given an app registry, by another as an empty store);
+/// unset, the engine whose database is there, or the journal for a new
+/// directory.
 fn engine(config: &Config) -> anyhow::Result<Engine> {
     let dir = &config.data_dir;
-    let sqlite_made = SqliteOptions::in_dir(dir).path.exists();
-    let lsm = LsmOptions::in_dir(dir);
-    let lsm_made = lsm.path.exists() || lsm.apps_path().exists();
-    match config.storage_engine.as_str() {
-        "sqlite" if lsm_made && !sqlite_made => bail!(
-            "{} holds a database of the lsm engine: set storage_engine = \"lsm\" \
-             (CHATD_STORAGE_ENGINE=lsm) to use it",
-            dir.display()
-        ),
-        "lsm" if sqlite_made && !lsm_made => bail!(
-            "{} holds a database of the sqlite engine: unset storage_engine (or set it \
-             to \"sqlite\") to use it",
-            dir.display()
-        ),
-        "sqlite" => Ok(Engine::Sqlite),
-        "lsm" => Ok(Engine::Lsm),
-        other => bail!("storage_engine must be \"lsm\" or \"sqlite\", not {other:?}"),
+    let found: Vec<Engine> = Engine::ALL.into_iter().filter(|e| e.made_in(dir)).collect();
+    // An app registry alone (`apps.db`, made by a command before any server
+    // ran) belongs to the journal.
+    let registry_only = found.is_empty() && JournalOptions::in_dir(dir).apps_path().exists();
+    let wanted = match config.storage_engine.as_str() {
+        "" => return Ok(found.first().copied().unwrap_or(Engine::Journal)),
+        name => Engine::ALL
+            .into_iter()
+            .find(|e| e.name() == name)
+            .ok_or_else(|| {
+                anyhow::anyhow!("storage_engine must be \"journal\" or \"sqlite\", not {name:?}")
+            })?,
+    };
+    if let Some(other) = found.iter().find(|e| **e != wanted) {
+        if !found.contains(&wanted) {
+            bail!(
+                "{} holds a database of the {} engine: set storage_engine = \"{}\" \
+                 (CHATD_STORAGE_ENGINE={}) to use it",
+                dir.display(),
+                other.name(),
+                other.name(),
+                other.name()
+            );
+        }
     }
+    if registry_only && wanted == Engine::Sqlite {
+        bail!(
+            "{} holds the app registry of the journal engine (apps.db): unset storage_engine \
+             (or set it to \"journal\") to use it",
+            dir.display()
+        );
+    }
+    Ok(wanted)
 }
 
 /// Opens the configured embedded store in the data directory.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let context = || format!("opening the data directory {}", config.data_dir.display());
     match engine(config)? {
-        Engine::Lsm => {
-            let opts = LsmOptions {
-                max_batch: config.storage_max_batch,
-                ..LsmOptions::in_dir(&config.data_dir)
-            };
-            Ok(Arc::new(LsmStore::open(opts).with_context(context)?))
+        Engine::Journal => {
+            let opts = JournalOptions::in_dir(&config.data_dir);
+            Ok(Arc::new(JournalStore::open(opts).with_context(context)?))
         }
         Engine::Sqlite => {
             let opts = SqliteOptions {
@@ -65,10 +107,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// The app registry alone, which commands may open while a server holds the
 /// data directory.
 pub fn open_apps(config: &Config) -> anyhow::Result<Box<dyn AppStore>> {
-    let path = match engine(config)? {
-        Engine::Lsm => LsmOptions::in_dir(&config.data_dir).apps_path(),
-        Engine::Sqlite => SqliteOptions::in_dir(&config.data_dir).path,
-    };
+    let path = engine(config)?.apps_path(&config.data_dir);
     let apps = SqliteApps::open(&path)
         .with_context(|| format!("opening the app registry {}", path.display()))?;
     Ok(Box::new(apps))

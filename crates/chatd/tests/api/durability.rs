@@ -146,93 +146,110 @@ async fn a_second_app_is_isolated_from_the_first() {
     assert_eq!(r.body["data"]["y"], 0);
 }
 
-#[tokio::test]
-async fn the_lsm_engine_keeps_messages_across_a_crash_and_apps_beside_it() {
-    let mut server = TestServer::start_with(&[("CHATD_STORAGE_ENGINE", "lsm")]);
+/// On `engine`: acknowledged messages survive a crash, the engine's files
+/// are the ones in the data directory, and the CLI writes the app registry
+/// beside the running server, which then serves the new app.
+async fn engine_keeps_messages_and_apps_beside_it(engine: &str, made: &str, not_made: &str) {
+    let mut server = TestServer::start_with(&[("CHATD_STORAGE_ENGINE", engine)]);
     server
         .admin()
         .create_user("keeper", Some("pw"))
         .await
         .unwrap();
     acknowledged_sends_survive_a_crash(&mut server, "a", "keeper", 50).await;
-    assert!(server.dir.path().join("lsm").is_dir());
-    assert!(!server.dir.path().join("chatd.db").exists());
-
-    // The CLI writes the app registry while the server holds the LSM
-    // directory, and the server serves the new app.
+    assert!(server.dir.path().join(made).exists());
+    assert!(!server.dir.path().join(not_made).exists());
     let (id2, cert2) = server.create_app("other", "app2");
     let app2 = chatd_client::RestClient::new(&server.base, &id2)
         .with_token(chatd_auth::accesstoken2::mint_app_token(&id2, &cert2, 600));
     app2.send_text("x", &["keeper"], "from app2").await.unwrap();
+    let r = server.anonymous().user_token("keeper", "pw").await.unwrap();
+    assert_eq!(r.status, 200, "users are kept too");
+}
+
+#[tokio::test]
+async fn the_journal_keeps_messages_across_a_crash_and_apps_beside_it() {
+    engine_keeps_messages_and_apps_beside_it("journal", "journal", "chatd.db").await;
+}
+
+#[tokio::test]
+async fn the_sqlite_engine_keeps_messages_across_a_crash_and_apps_beside_it() {
+    engine_keeps_messages_and_apps_beside_it("sqlite", "chatd.db", "journal").await;
 }
 
 #[tokio::test]
 async fn an_engine_refuses_a_directory_of_the_other() {
-    let mut lsm = TestServer::start_with(&[("CHATD_STORAGE_ENGINE", "lsm")]);
-    lsm.admin().send_text("a", &["b"], "kept").await.unwrap();
-    assert!(lsm.stop().success());
-    let run = |engine: Option<&str>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
-        cmd.arg("serve")
-            .env_clear()
-            .env("CHATD_DATA_DIR", lsm.dir.path())
-            .env("CHATD_LISTEN", "127.0.0.1:0");
-        if let Some(e) = engine {
-            cmd.env("CHATD_STORAGE_ENGINE", e);
-        }
-        cmd.output().unwrap()
-    };
-    let refused = run(None);
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("storage_engine = \"lsm\""), "{err}");
-    // Nor does a command given the wrong engine write a registry there.
-    let listed = lsm
-        .cli()
-        .env_remove("CHATD_STORAGE_ENGINE")
-        .args(["app", "list"])
-        .output()
-        .unwrap();
-    assert!(!listed.status.success());
-    assert!(
-        String::from_utf8_lossy(&listed.stderr).contains("storage_engine = \"lsm\""),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
-    );
-    assert!(
-        !lsm.dir.path().join("chatd.db").exists(),
-        "no empty sqlite store was made"
-    );
-
-    // And the other way: a SQLite directory (here made by `app list`,
-    // which opens only the registry) is not served by the lsm engine.
-    let sqlite_dir = tempfile::tempdir().unwrap();
-    let chatd = |args: &[&str], engine: Option<&str>| {
+    let mut sqlite = TestServer::start_with(&[("CHATD_STORAGE_ENGINE", "sqlite")]);
+    sqlite.admin().send_text("a", &["b"], "kept").await.unwrap();
+    assert!(sqlite.stop().success());
+    let chatd = |dir: &std::path::Path, args: &[&str], engine: Option<&str>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
         cmd.args(args)
             .env_clear()
-            .env("CHATD_DATA_DIR", sqlite_dir.path())
+            .env("CHATD_DATA_DIR", dir)
             .env("CHATD_LISTEN", "127.0.0.1:0");
         if let Some(e) = engine {
             cmd.env("CHATD_STORAGE_ENGINE", e);
         }
         cmd.output().unwrap()
     };
-    assert!(chatd(&["app", "list"], None).status.success());
-    let refused = chatd(&["serve"], Some("lsm"));
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+
+    // Unset, the engine is the one whose database is there.
+    let listed = chatd(sqlite.dir.path(), &["app", "list"], None);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(crate::common::APP_ID));
+    // Named, another engine is refused, and writes nothing there.
+    let refused = chatd(sqlite.dir.path(), &["serve"], Some("journal"));
     assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("a database of the sqlite engine"), "{err}");
     assert!(
-        !sqlite_dir.path().join("lsm").exists(),
-        "no empty lsm store was made"
+        stderr(&refused).contains("storage_engine = \"sqlite\""),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = chatd(sqlite.dir.path(), &["app", "list"], Some("journal"));
+    assert!(!refused.status.success());
+    assert!(
+        !sqlite.dir.path().join("journal").exists() && !sqlite.dir.path().join("apps.db").exists(),
+        "no empty journal was made"
     );
 
-    let bad = run(Some("btree"));
+    // And the other way: a journal's directory, or only its registry (here
+    // made by `app list` on a new directory), is not served by sqlite.
+    let fresh = tempfile::tempdir().unwrap();
+    assert!(chatd(fresh.path(), &["app", "list"], None).status.success());
+    assert!(fresh.path().join("apps.db").exists());
+    let refused = chatd(fresh.path(), &["serve"], Some("sqlite"));
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("app registry of the journal"),
+        "{}",
+        stderr(&refused)
+    );
+    let mut journal = TestServer::start_with(&[("CHATD_STORAGE_ENGINE", "journal")]);
+    journal
+        .admin()
+        .send_text("a", &["b"], "kept")
+        .await
+        .unwrap();
+    assert!(journal.stop().success());
+    let refused = chatd(journal.dir.path(), &["serve"], Some("sqlite"));
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("storage_engine = \"journal\""),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        !journal.dir.path().join("chatd.db").exists(),
+        "no empty sqlite store was made"
+    );
+
+    let bad = chatd(fresh.path(), &["serve"], Some("btree"));
     assert!(!bad.status.success());
     assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("storage_engine must be"),
+        stderr(&bad).contains("storage_engine must be"),
         "{}",
-        String::from_utf8_lossy(&bad.stderr)
+        stderr(&bad)
     );
 }

@@ -45,8 +45,8 @@ impl TestServer {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        // `CHATD_TEST_STORAGE_ENGINE=lsm cargo test` runs the suites on the
-        // other engine (scripts/test.sh does, for the server's suites).
+        // `CHATD_TEST_STORAGE_ENGINE=sqlite cargo test` runs the suites on
+        // the other engine (scripts/test.sh does, for the server's suites).
         if let Ok(engine) = std::env::var("CHATD_TEST_STORAGE_ENGINE") {
             all.push(("CHATD_STORAGE_ENGINE".into(), engine));
         }

@@ -1,0 +1,591 @@
+//! The journal (`storage_engine = "journal"`, the default): the store is an
+//! append-only log of records, and an index of positions in memory.
+//!
+//! Why not a B-tree or an LSM: per one-recipient message, SQLite writes whole
+//! 4 KiB pages for the index entries that land at random places (≈ 28 µs of
+//! CPU on its writer), and the LSM sorts four keys into memory tables (≈ 13
+//! µs); a send's whole budget at half the benchmark's ceiling is about 20 µs
+//! of CPU, HTTP included (docs/benchmarks.md). Here a send costs the
+//! encoding of one record (a few hundred bytes), its share of one write and
+//! one fdatasync per batch, and a few map updates.
+//!
+//! * **Log** (`segments`, `record`): fixed-size segment files in
+//!   `data_dir/journal/`, zero-filled ahead of use, each record framed with
+//!   its length and CRC-32C. A message is written once, with every
+//!   recipient's inbox position and a link to the previous entry of its
+//!   one-to-one conversation.
+//! * **State** (`state`): per inbox the positions not yet acknowledged by
+//!   every device and the devices' positions; conversation lists; the
+//!   newest entry of each conversation; history clears; a sparse message-id
+//!   index. Message content is read back from the log.
+//! * **Group commit** (`writer`): requests append under one short lock and
+//!   wait; one thread writes each batch, fdatasyncs it, applies it to the
+//!   state, and answers.
+//! * **Snapshots** (`snapshot`): the state is written out every 256 MiB of
+//!   log and at close (cloning it is O(1)); opening the store loads the
+//!   snapshot and replays the log after it, stopping at the first record
+//!   that is not whole (a write cut short by a crash: never acknowledged).
+//!
+//! History follows the conversation's links from its newest entry, so its
+//! cost grows with how far back a page is, and a conversation is listed in
+//! the order its messages were stored. Apps and users live in the SQLite
+//! registry beside the journal (`apps.db`).
+
+mod record;
+mod segments;
+mod snapshot;
+mod state;
+mod writer;
+
+use crate::model::{Conversation, UserInsert};
+use crate::{AppStore, Result, SqliteApps, StorageError, Store};
+use async_trait::async_trait;
+use chatd_core::{
+    AppRecord, EntryKind, InboxEntry, NewMessage, NewUser, StoredRecipient, UserRecord,
+};
+use record::{ConversationRecord, CursorRecord, EntryRef, Record};
+use segments::{End, Files, Layout, Scanner, Step};
+use state::{Applied, State};
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use writer::{Committer, Shared, SnapshotPolicy};
+
+/// How to open the journal.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// Directory of the log (created if missing).
+    pub dir: PathBuf,
+    /// Size of a new log's segment files. A log keeps the size it was
+    /// created with.
+    pub segment_bytes: u64,
+    /// Log bytes between two snapshots of the state.
+    pub snapshot_every_bytes: u64,
+}
+
+impl JournalOptions {
+    pub fn in_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: data_dir.into().join("journal"),
+            segment_bytes: 64 << 20,
+            snapshot_every_bytes: 256 << 20,
+        }
+    }
+
+    /// The app registry's SQLite file, beside the journal's directory.
+    pub fn apps_path(&self) -> PathBuf {
+        self.dir.with_file_name(crate::apps::APPS_FILE)
+    }
+}
+
+/// Inbox reads of at most this many entries run on the calling thread (a
+/// few reads from the page cache); larger ones on a blocking thread.
+const SMALL_READ_ENTRIES: usize = 8;
+
+/// Blocks of the id index looked at past the first that may hold an id:
+/// ids out of order by more than [`writer::RECENT_IDS`] are refused.
+const ID_WINDOW_BLOCKS: usize = writer::RECENT_IDS / 128 + 2;
+
+const FORMAT_FILE: &str = "format";
+const LOCK_FILE: &str = "lock";
+const FORMAT: &str = "chatd journal 1";
+
+pub struct JournalStore {
+    shared: Arc<Shared>,
+    apps: SqliteApps,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl JournalStore {
+    /// Opens (creating if needed) the journal, replaying what the last
+    /// snapshot does not hold.
+    pub fn open(opts: JournalOptions) -> Result<Self> {
+        std::fs::create_dir_all(&opts.dir)?;
+        let lock = lock_dir(&opts.dir)?;
+        let layout = Layout {
+            segment_bytes: format(&opts)?,
+            dir: opts.dir.clone(),
+        };
+        let apps = SqliteApps::open(&opts.apps_path())?;
+        apps.execute_schema(crate::users::USERS_SCHEMA)?;
+        let files = Files::new(layout.clone());
+        let snapshot = snapshot::load(&layout.dir)?;
+        let snapshot_at = snapshot.as_ref().map_or(0, |s| s.applied_to);
+        let (state, end) = recover(&files, snapshot.unwrap_or_default())?;
+        let segment = layout.segment(end);
+        layout.remove_leftovers(segment)?;
+        let current = if layout.path(segment).exists() {
+            layout.open_for_writing(segment)?
+        } else {
+            layout.install(segment)?
+        };
+        let shared = Arc::new(Shared::new(files, state, end, lock));
+        let committer = Committer::new(
+            shared.clone(),
+            (segment, current),
+            SnapshotPolicy {
+                every_bytes: opts.snapshot_every_bytes,
+                last_at: snapshot_at,
+            },
+        )?;
+        let handle = std::thread::Builder::new()
+            .name("chatd-journal".into())
+            .spawn(move || committer.run())?;
+        Ok(Self {
+            shared,
+            apps,
+            committer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Runs `f` on a blocking thread with the shared state and files.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Shared) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || f(&shared))
+            .await
+            .map_err(|e| StorageError::Corrupt(format!("journal reader failed: {e}")))?
+    }
+}
+
+impl Drop for JournalStore {
+    fn drop(&mut self) {
+        // The commit thread finishes what is pending and stops on its own.
+        self.shared.close();
+    }
+}
+
+/// Takes the journal's lock file, or fails if another process holds it.
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::create(dir.join(LOCK_FILE))?;
+    // SAFETY: flock on a descriptor this function owns; the lock goes with
+    // the file when it is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(StorageError::Invalid(format!(
+            "{} is in use by another chatd process",
+            dir.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// The segment size of the journal in `opts.dir`, recording it for a new one.
+fn format(opts: &JournalOptions) -> Result<u64> {
+    let path = opts.dir.join(FORMAT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut lines = text.lines();
+            let size = match (lines.next(), lines.next()) {
+                (Some(FORMAT), Some(size)) => size
+                    .strip_prefix("segment_bytes ")
+                    .and_then(|n| n.parse().ok()),
+                _ => None,
+            };
+            size.filter(|s| *s >= 4096).ok_or_else(|| {
+                StorageError::Corrupt(format!("{} is not a chatd journal", opts.dir.display()))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let any = Layout {
+                dir: opts.dir.clone(),
+                segment_bytes: opts.segment_bytes,
+            };
+            if !any.segments()?.is_empty() {
+                return Err(StorageError::Corrupt(format!(
+                    "{} has segments but no {FORMAT_FILE} file",
+                    opts.dir.display()
+                )));
+            }
+            let temp = opts.dir.join(format!("{FORMAT_FILE}.new"));
+            std::fs::write(
+                &temp,
+                format!("{FORMAT}\nsegment_bytes {}\n", opts.segment_bytes),
+            )?;
+            std::fs::File::open(&temp)?.sync_all()?;
+            std::fs::rename(&temp, &path)?;
+            segments::sync_dir(&opts.dir)?;
+            Ok(opts.segment_bytes)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replays the log after what `state` holds; returns the state and where
+/// the next record goes. What follows the last whole record can only be a
+/// write that was never acknowledged: it is zeroed, and later segments are
+/// removed, so that no later crash can bring it back.
+fn recover(files: &Files, mut state: State) -> Result<(State, u64)> {
+    let layout = &files.layout;
+    let segments = layout.segments()?;
+    if segments.is_empty() && state.applied_to > 0 {
+        return Err(StorageError::Corrupt(
+            "journal: a snapshot but no log".into(),
+        ));
+    }
+    let started = std::time::Instant::now();
+    let mut scan = Scanner::new(files, state.applied_to);
+    let mut records = 0u64;
+    let end = loop {
+        match scan.next()? {
+            Step::Record { offset, next } => {
+                let rec = record::decode(scan.frame())?;
+                state.apply(&rec, offset, next)?;
+                records += 1;
+            }
+            Step::End(end) => break end,
+        }
+    };
+    let at = scan.offset();
+    let last = layout.segment(at);
+    for s in segments.iter().filter(|s| **s > last) {
+        layout.remove(*s)?;
+    }
+    let discarded = if layout.path(last).exists() {
+        zero_after(layout, at)?
+    } else {
+        0
+    };
+    if end == End::Torn || discarded > 0 {
+        tracing::warn!(
+            offset = at,
+            discarded,
+            "journal: the last write was cut short (never acknowledged); its bytes are cleared"
+        );
+    }
+    if records > 0 {
+        tracing::info!(
+            records,
+            seconds = started.elapsed().as_secs_f64(),
+            "journal: replayed the log after the snapshot"
+        );
+    }
+    Ok((state, at))
+}
+
+/// Zeroes what a torn batch may have left past `at` in its segment (a batch
+/// is at most this long); returns how many non-zero bytes there were.
+fn zero_after(layout: &Layout, at: u64) -> Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let segment = layout.segment(at);
+    let pos = at - layout.start(segment);
+    let span = (writer::MAX_PENDING_BYTES + record::MAX_PAYLOAD + 4 * record::FRAME_HEADER) as u64;
+    let len = span.min(layout.segment_bytes - pos) as usize;
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(layout.path(segment))?;
+    let mut buf = vec![0u8; len];
+    let mut read = 0;
+    while read < len {
+        match file.read_at(&mut buf[read..], pos + read as u64)? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    let dirty = buf[..read].iter().filter(|b| **b != 0).count();
+    if dirty > 0 {
+        buf.fill(0);
+        file.write_all_at(&buf, pos)?;
+        file.sync_data()?;
+    }
+    Ok(dirty)
+}
+
+/// Reads message records back, keeping the last one read: consecutive
+/// entries often share a record.
+struct RecordReader<'a> {
+    files: &'a Files,
+    buf: Vec<u8>,
+    at: Option<u64>,
+}
+
+impl<'a> RecordReader<'a> {
+    fn new(files: &'a Files) -> Self {
+        Self {
+            files,
+            buf: Vec::new(),
+            at: None,
+        }
+    }
+
+    fn message(&mut self, offset: u64) -> Result<record::MessageRecord<'_>> {
+        if self.at != Some(offset) {
+            self.at = None;
+            self.files.read_frame(offset, &mut self.buf)?;
+            self.at = Some(offset);
+        }
+        match record::decode(&self.buf)? {
+            Record::Message(m) => Ok(m),
+            _ => Err(StorageError::Corrupt(format!(
+                "journal: no message at offset {offset}"
+            ))),
+        }
+    }
+
+    fn entry(&mut self, at: EntryRef) -> Result<InboxEntry> {
+        self.message(at.offset())?.entry(at.idx())
+    }
+}
+
+fn inbox_entries(shared: &Shared, refs: &[(u64, EntryRef)]) -> Result<Vec<InboxEntry>> {
+    let mut reader = RecordReader::new(&shared.files);
+    refs.iter()
+        .map(|(seq, at)| {
+            let e = reader.entry(*at)?;
+            if e.seq != *seq {
+                return Err(StorageError::Corrupt(format!(
+                    "journal: entry {} found where {seq} was indexed",
+                    e.seq
+                )));
+            }
+            Ok(e)
+        })
+        .collect()
+}
+
+fn find_entry(shared: &Shared, app: i64, msg_id: u64) -> Result<Option<InboxEntry>> {
+    let ranges = shared.read_state().id_ranges(msg_id, ID_WINDOW_BLOCKS);
+    for (start, end) in ranges {
+        let mut scan = Scanner::new(&shared.files, start);
+        while let Step::Record { offset, .. } = scan.next()? {
+            if offset >= end {
+                break;
+            }
+            let Record::Message(m) = record::decode(scan.frame())? else {
+                continue;
+            };
+            if m.app != app {
+                continue;
+            }
+            let found = (0..m.recipients.len())
+                .find(|&i| m.recipients[i].msg_id == msg_id && m.kind(i) != EntryKind::SyncCopy);
+            if let Some(idx) = found {
+                return m.entry(idx).map(Some);
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn history(
+    shared: &Shared,
+    app: i64,
+    user: &str,
+    peer: &str,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<Vec<InboxEntry>> {
+    let (mut at, cleared) = {
+        let state = shared.read_state();
+        (
+            state.pair_head(app, user, peer).unwrap_or(EntryRef::NONE),
+            state.cleared_before(app, user, peer).unwrap_or(i64::MIN),
+        )
+    };
+    let before = before.unwrap_or(u64::MAX);
+    let mut reader = RecordReader::new(&shared.files);
+    let mut out = Vec::with_capacity(limit.min(256));
+    while !at.is_none() && out.len() < limit {
+        let m = reader.message(at.offset())?;
+        // Stored in time order: everything older was cleared too.
+        if m.timestamp_ms <= cleared {
+            break;
+        }
+        let r = m
+            .recipients
+            .get(at.idx())
+            .ok_or_else(|| StorageError::Corrupt("journal: conversation link".into()))?;
+        let next = r.prev;
+        if r.msg_id < before && !m.hidden_from(user) {
+            out.push(m.entry(at.idx())?);
+        }
+        at = next;
+    }
+    Ok(out)
+}
+
+fn conversations(
+    shared: &Shared,
+    app: i64,
+    owner: &str,
+    limit: usize,
+) -> Result<Vec<Conversation>> {
+    let mut list = shared.read_state().conversations(app, owner);
+    list.sort_by_key(|(_, c)| std::cmp::Reverse((c.updated_ms, c.last_msg_id)));
+    list.truncate(limit);
+    let mut reader = RecordReader::new(&shared.files);
+    list.into_iter()
+        .map(|(peer, c)| {
+            let mut last = reader.entry(c.last)?;
+            last.seq = 0;
+            last.owner = owner.to_string();
+            last.kind = EntryKind::Incoming;
+            Ok(Conversation {
+                peer,
+                unread: c.unread,
+                updated_ms: c.updated_ms,
+                last,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl AppStore for JournalStore {
+    async fn list_apps(&self) -> Result<Vec<AppRecord>> {
+        self.apps.list_apps().await
+    }
+
+    async fn upsert_app(&self, app: AppRecord) -> Result<AppRecord> {
+        self.apps.upsert_app(app).await
+    }
+}
+
+#[async_trait]
+impl Store for JournalStore {
+    async fn create_users(&self, app: i64, users: Vec<NewUser>) -> Result<Vec<UserInsert>> {
+        self.apps
+            .with(move |c| crate::users::create_users(c, app, users))
+            .await
+    }
+
+    async fn get_user(&self, app: i64, username: &str) -> Result<Option<UserRecord>> {
+        let username = username.to_string();
+        self.apps
+            .with(move |c| crate::users::read_user(c, app, &username))
+            .await
+    }
+
+    async fn delete_user(&self, app: i64, username: &str) -> Result<Option<UserRecord>> {
+        let username = username.to_string();
+        self.apps
+            .with(move |c| crate::users::delete_user(c, app, &username))
+            .await
+    }
+
+    async fn append_message(&self, msg: NewMessage) -> Result<Vec<StoredRecipient>> {
+        self.shared.append_message(msg).await
+    }
+
+    async fn inbox_after(
+        &self,
+        app: i64,
+        owner: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>> {
+        let refs = self
+            .shared
+            .read_state()
+            .inbox_after(app, owner, after, limit);
+        if refs.len() <= SMALL_READ_ENTRIES {
+            inbox_entries(&self.shared, &refs)
+        } else {
+            self.blocking(move |s| inbox_entries(s, &refs)).await
+        }
+    }
+
+    async fn device_cursor(&self, app: i64, owner: &str, device: &str) -> Result<Option<u64>> {
+        Ok(self.shared.read_state().device_cursor(app, owner, device))
+    }
+
+    async fn user_cursor(&self, app: i64, owner: &str) -> Result<u64> {
+        Ok(self.shared.read_state().user_cursor(app, owner))
+    }
+
+    async fn save_device_cursor(
+        &self,
+        app: i64,
+        owner: &str,
+        device: &str,
+        seq: u64,
+    ) -> Result<()> {
+        let record = Record::Cursor(CursorRecord {
+            app,
+            owner: Cow::Borrowed(owner),
+            device: Cow::Borrowed(device),
+            seq,
+            at_ms: chatd_core::clock::now_ms(),
+        });
+        self.shared.append(&record).await.map(|_| ())
+    }
+
+    async fn offline_count(&self, app: i64, owner: &str) -> Result<u64> {
+        Ok(self.shared.read_state().offline_count(app, owner))
+    }
+
+    async fn find_entry(&self, app: i64, msg_id: u64) -> Result<Option<InboxEntry>> {
+        self.blocking(move |s| find_entry(s, app, msg_id)).await
+    }
+
+    async fn history(
+        &self,
+        app: i64,
+        user: &str,
+        peer: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<InboxEntry>> {
+        let (user, peer) = (user.to_string(), peer.to_string());
+        self.blocking(move |s| history(s, app, &user, &peer, before, limit))
+            .await
+    }
+
+    async fn conversations(
+        &self,
+        app: i64,
+        owner: &str,
+        limit: usize,
+    ) -> Result<Vec<Conversation>> {
+        let owner = owner.to_string();
+        self.blocking(move |s| conversations(s, app, &owner, limit))
+            .await
+    }
+
+    async fn mark_read(&self, app: i64, owner: &str, peer: &str) -> Result<bool> {
+        let record = Record::MarkRead(ConversationRecord {
+            app,
+            owner: Cow::Borrowed(owner),
+            peer: Cow::Borrowed(peer),
+            at_ms: chatd_core::clock::now_ms(),
+        });
+        Ok(self.shared.append(&record).await? == Applied::Existed(true))
+    }
+
+    async fn delete_conversation(
+        &self,
+        app: i64,
+        owner: &str,
+        peer: &str,
+        clear_history: bool,
+    ) -> Result<bool> {
+        let record = Record::DeleteConversation(
+            ConversationRecord {
+                app,
+                owner: Cow::Borrowed(owner),
+                peer: Cow::Borrowed(peer),
+                at_ms: chatd_core::clock::now_ms(),
+            },
+            clear_history,
+        );
+        Ok(self.shared.append(&record).await? == Applied::Existed(true))
+    }
+
+    async fn max_message_id(&self) -> Result<u64> {
+        Ok(self.shared.read_state().max_msg_id)
+    }
+
+    async fn close(&self) {
+        self.shared.close();
+        let handle = self.committer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

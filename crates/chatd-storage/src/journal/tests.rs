@@ -1,0 +1,419 @@
+use super::*;
+use crate::contract::message;
+use std::path::Path;
+
+fn open(dir: &Path) -> Arc<dyn Store> {
+    Arc::new(JournalStore::open(JournalOptions::in_dir(dir)).unwrap())
+}
+
+crate::contract::store_contract!(open);
+
+/// Options with small segments (and snapshots), so that tests cross them.
+fn small(dir: &Path, segment_bytes: u64, snapshot_every_bytes: u64) -> JournalOptions {
+    JournalOptions {
+        segment_bytes,
+        snapshot_every_bytes,
+        ..JournalOptions::in_dir(dir)
+    }
+}
+
+/// What the disk holds right now, as a crash would leave it: the files of
+/// an open store, copied.
+fn crash_image(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    copy_dir(from, to.path());
+    to
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn ids(v: &[InboxEntry]) -> Vec<u64> {
+    v.iter().map(|e| e.msg_id).collect()
+}
+
+fn last_segment(dir: &Path) -> PathBuf {
+    let journal = JournalOptions::in_dir(dir).dir;
+    let mut segs: Vec<_> = std::fs::read_dir(&journal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    segs.pop().unwrap()
+}
+
+#[tokio::test]
+async fn acknowledged_messages_are_in_a_crash_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::open(small(dir.path(), 4096, 1 << 40)).unwrap();
+    for i in 0..200u64 {
+        store
+            .append_message(message(1, &[&format!("u{}", i % 7)], 10 + i))
+            .await
+            .unwrap();
+    }
+    store.save_device_cursor(1, "u3", "phone", 5).await.unwrap();
+    // No close, no snapshot: everything comes from replaying the log.
+    let image = crash_image(dir.path());
+    let again = JournalStore::open(small(image.path(), 4096, 1 << 40)).unwrap();
+    let mut total = 0;
+    for u in 0..7 {
+        let inbox = again
+            .inbox_after(1, &format!("u{u}"), 0, 1000)
+            .await
+            .unwrap();
+        let want: Vec<u64> = (0..200u64).filter(|i| i % 7 == u).map(|i| 10 + i).collect();
+        if u == 3 {
+            assert_eq!(
+                ids(&inbox),
+                want[5..].to_vec(),
+                "what the only device acknowledged is gone"
+            );
+        } else {
+            assert_eq!(ids(&inbox), want);
+        }
+        total += want.len();
+    }
+    assert_eq!(total, 200);
+    assert_eq!(
+        again.device_cursor(1, "u3", "phone").await.unwrap(),
+        Some(5)
+    );
+    assert_eq!(again.max_message_id().await.unwrap(), 209);
+    // The log went on over several segments; and goes on after reopening.
+    let segments = std::fs::read_dir(JournalOptions::in_dir(image.path()).dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count();
+    assert!(segments > 3, "{segments} segments");
+    let r = again
+        .append_message(message(1, &["u0"], 500))
+        .await
+        .unwrap();
+    assert_eq!(r[0].seq, 30);
+    assert!(
+        again
+            .append_message(message(1, &["u0"], 100))
+            .await
+            .is_err(),
+        "an id at or below the largest stored is refused after a restart"
+    );
+    again.close().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_torn_write_is_cut_off_and_never_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || small(dir.path(), 1 << 20, 1 << 40);
+    let store = JournalStore::open(opts()).unwrap();
+    store.append_message(message(1, &["a"], 10)).await.unwrap();
+    store.append_message(message(1, &["a"], 11)).await.unwrap();
+    store.append_message(message(1, &["a"], 12)).await.unwrap();
+    store.close().await;
+    drop(store);
+    std::fs::remove_file(JournalOptions::in_dir(dir.path()).dir.join("snapshot")).unwrap();
+
+    // As if the write of the batch holding 11 and 12 was cut short: the
+    // header of 11 never reached the disk, 12 did.
+    let seg = last_segment(dir.path());
+    let mut raw = std::fs::read(&seg).unwrap();
+    let files = Files::new(Layout {
+        dir: seg.parent().unwrap().to_path_buf(),
+        segment_bytes: 1 << 20,
+    });
+    let mut frames = Vec::new();
+    let mut scan = Scanner::new(&files, 0);
+    while let Step::Record { offset, next } = scan.next().unwrap() {
+        frames.push((offset as usize, next as usize));
+    }
+    assert_eq!(frames.len(), 3);
+    let (second, _) = frames[1];
+    raw[second..second + 8].fill(0);
+    std::fs::write(&seg, &raw).unwrap();
+
+    let store = JournalStore::open(opts()).unwrap();
+    assert_eq!(
+        ids(&store.inbox_after(1, "a", 0, 10).await.unwrap()),
+        vec![10]
+    );
+    // A shorter record where 11 was: 12's bytes must not resurface after it.
+    let mut short = message(1, &["a"], 20);
+    short.body = "{}".into();
+    short.ext = None;
+    short.options.sync_device = false;
+    store.append_message(short).await.unwrap();
+    store.close().await;
+    drop(store);
+    std::fs::remove_file(JournalOptions::in_dir(dir.path()).dir.join("snapshot")).unwrap();
+    let store = JournalStore::open(opts()).unwrap();
+    assert_eq!(
+        ids(&store.inbox_after(1, "a", 0, 10).await.unwrap()),
+        vec![10, 20]
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn garbage_after_the_end_is_cleared_and_later_segments_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || small(dir.path(), 8192, 1 << 40);
+    let store = JournalStore::open(opts()).unwrap();
+    store.append_message(message(1, &["a"], 10)).await.unwrap();
+    store.close().await;
+    drop(store);
+    let journal = JournalOptions::in_dir(dir.path()).dir;
+    std::fs::remove_file(journal.join("snapshot")).unwrap();
+    // A later segment (a batch that crossed into it before the crash) and
+    // bytes of a torn record after the end.
+    std::fs::write(journal.join("0000000005.seg"), vec![1u8; 8192]).unwrap();
+    let seg0 = journal.join("0000000000.seg");
+    let mut raw = std::fs::read(&seg0).unwrap();
+    let end = raw.iter().rposition(|b| *b != 0).unwrap() + 1;
+    raw[end + 100..end + 120].fill(0xAB);
+    std::fs::write(&seg0, &raw).unwrap();
+
+    let store = JournalStore::open(opts()).unwrap();
+    assert!(!journal.join("0000000005.seg").exists());
+    let raw = std::fs::read(&seg0).unwrap();
+    assert!(raw[end..].iter().all(|b| *b == 0), "cleared");
+    assert_eq!(
+        ids(&store.inbox_after(1, "a", 0, 10).await.unwrap()),
+        vec![10]
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn snapshots_are_taken_and_replay_starts_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = |d: &Path| small(d, 1 << 16, 4096);
+    let store = JournalStore::open(opts(dir.path())).unwrap();
+    for i in 0..300u64 {
+        store
+            .append_message(message(1, &["a", "b"], 1000 + 2 * i))
+            .await
+            .unwrap();
+    }
+    let snapshot = JournalOptions::in_dir(dir.path()).dir.join("snapshot");
+    // The snapshot thread runs beside the writer: wait for its file.
+    for _ in 0..100 {
+        if snapshot.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(snapshot.exists());
+    let taken = snapshot::load(snapshot.parent().unwrap()).unwrap().unwrap();
+    assert!(taken.applied_to > 0);
+    assert!(taken.last_seq(1, "a") > 0);
+
+    let image = crash_image(dir.path());
+    let again = JournalStore::open(opts(image.path())).unwrap();
+    assert_eq!(again.inbox_after(1, "b", 0, 1000).await.unwrap().len(), 300);
+    assert_eq!(again.offline_count(1, "a").await.unwrap(), 300);
+
+    // A damaged snapshot costs only time: the whole log is replayed.
+    let damaged = crash_image(dir.path());
+    let snap = JournalOptions::in_dir(damaged.path()).dir.join("snapshot");
+    let mut raw = std::fs::read(&snap).unwrap();
+    raw[20] ^= 0xff;
+    std::fs::write(&snap, raw).unwrap();
+    let third = JournalStore::open(opts(damaged.path())).unwrap();
+    assert_eq!(third.inbox_after(1, "a", 0, 1000).await.unwrap().len(), 300);
+    assert_eq!(
+        third
+            .find_entry(1, 1000 + 2 * 150 + 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .owner,
+        "b"
+    );
+    for s in [again, third] {
+        s.close().await;
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn history_pages_back_through_a_long_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::open(small(dir.path(), 1 << 14, 1 << 40)).unwrap();
+    let mut id = 100;
+    for i in 0..120 {
+        let (from, to) = if i % 3 == 0 { ("b", "a") } else { ("a", "b") };
+        let mut m = message(1, &[to], id);
+        m.from = from.into();
+        m.recipients[0].peer = from.into();
+        m.recipients
+            .push(chatd_core::Recipient::sync_copy(from, to, id));
+        store.append_message(m).await.unwrap();
+        // Other conversations in between.
+        store
+            .append_message(message(1, &["c"], id + 1))
+            .await
+            .unwrap();
+        id += 2;
+    }
+    let mut before = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = store.history(1, "a", "b", before, 25).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = Some(page.last().unwrap().msg_id);
+        seen.extend(ids(&page));
+    }
+    let want: Vec<u64> = (0..120).rev().map(|i| 100 + 2 * i).collect();
+    assert_eq!(seen, want);
+    let newest = store.history(1, "b", "a", None, 1).await.unwrap();
+    assert_eq!(newest[0].msg_id, 100 + 2 * 119);
+    assert_eq!(newest[0].from, "a");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_message_to_many_reads_back_per_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let names: Vec<String> = (0..600).map(|i| format!("user{i}")).collect();
+    let to: Vec<&str> = names.iter().map(String::as_str).collect();
+    let stored = store.append_message(message(1, &to, 5000)).await.unwrap();
+    assert_eq!(stored.len(), 600);
+    for (i, n) in names.iter().enumerate().step_by(97) {
+        let inbox = store.inbox_after(1, n, 0, 10).await.unwrap();
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(
+            (inbox[0].msg_id, inbox[0].owner.as_str()),
+            (5000 + i as u64, n.as_str())
+        );
+        assert_eq!(
+            store
+                .find_entry(1, 5000 + i as u64)
+                .await
+                .unwrap()
+                .unwrap()
+                .owner,
+            *n
+        );
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_record_naming_a_recipient_twice_is_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let twice = message(1, &["a", "a"], 10);
+    assert!(matches!(
+        store.append_message(twice).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert_eq!(
+        store.append_message(message(1, &["a"], 20)).await.unwrap()[0].seq,
+        1
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_write_fails_its_batch_and_every_later_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::open(small(dir.path(), 4096, 1 << 40)).unwrap();
+    store.append_message(message(1, &["a"], 10)).await.unwrap();
+    // The next segment cannot be put in place once the directory is gone
+    // (removed once the next segment's preparation is over).
+    let journal = JournalOptions::in_dir(dir.path()).dir;
+    for _ in 0..200 {
+        if journal.join("0000000001.seg.new").exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    std::fs::remove_dir_all(&journal).unwrap();
+    let mut id = 11;
+    let err = loop {
+        match store.append_message(message(1, &["a"], id)).await {
+            Ok(_) => id += 1,
+            Err(e) => break e,
+        }
+        assert!(id < 1000, "the segment never filled");
+    };
+    assert!(matches!(err, StorageError::Failed(_)), "{err:?}");
+    assert!(matches!(
+        store.save_device_cursor(1, "a", "d", 1).await,
+        Err(StorageError::Failed(_))
+    ));
+    // What was stored is still known (its files are gone with the
+    // directory here, so only the index can be asked).
+    assert_eq!(store.offline_count(1, "a").await.unwrap(), id - 10);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_directory_of_another_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = JournalOptions::in_dir(dir.path()).dir;
+    std::fs::create_dir_all(&journal).unwrap();
+    std::fs::write(journal.join("format"), "something else\n").unwrap();
+    assert!(JournalStore::open(JournalOptions::in_dir(dir.path())).is_err());
+    std::fs::remove_file(journal.join("format")).unwrap();
+    std::fs::write(journal.join("0000000000.seg"), [0u8; 16]).unwrap();
+    assert!(
+        JournalStore::open(JournalOptions::in_dir(dir.path())).is_err(),
+        "segments without their format file"
+    );
+}
+
+#[tokio::test]
+async fn a_log_keeps_the_segment_size_it_was_made_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::open(small(dir.path(), 8192, 1 << 40)).unwrap();
+    for i in 0..50 {
+        store
+            .append_message(message(1, &["a"], 10 + i))
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    drop(store);
+    let store = JournalStore::open(small(dir.path(), 1 << 20, 1 << 40)).unwrap();
+    assert_eq!(store.inbox_after(1, "a", 0, 100).await.unwrap().len(), 50);
+    store.append_message(message(1, &["a"], 100)).await.unwrap();
+    store.close().await;
+    let size = std::fs::metadata(last_segment(dir.path())).unwrap().len();
+    assert_eq!(size, 8192);
+}
+
+#[tokio::test]
+async fn one_process_holds_a_journal_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::open(JournalOptions::in_dir(dir.path())).unwrap();
+    let second = JournalStore::open(JournalOptions::in_dir(dir.path()));
+    assert!(matches!(second, Err(StorageError::Invalid(ref why)) if why.contains("in use")));
+    store.close().await;
+    drop(store);
+    JournalStore::open(JournalOptions::in_dir(dir.path()))
+        .unwrap()
+        .close()
+        .await;
+}
