@@ -417,3 +417,29 @@ async fn one_process_holds_a_journal_at_a_time() {
         .close()
         .await;
 }
+
+#[tokio::test]
+async fn positions_and_links_continue_once_the_pending_side_forgets_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // More inboxes and conversations than the pending side keeps (64 in
+    // tests), each written in batches of its own.
+    let mut id = 1000;
+    for round in 1..=3u64 {
+        for u in 0..200 {
+            let mut m = message(1, &[&format!("u{u}")], id);
+            m.from = format!("s{}", u % 3);
+            let stored = store.append_message(m).await.unwrap();
+            assert_eq!(stored[0].seq, round, "u{u} in round {round}");
+            id += 1;
+        }
+    }
+    for u in [0, 77, 199] {
+        let h = store
+            .history(1, &format!("u{u}"), &format!("s{}", u % 3), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(h.len(), 3, "u{u}: the conversation's links are whole");
+    }
+    store.close().await;
+}

@@ -72,11 +72,17 @@ struct Pending {
     /// Where the next record goes.
     next: u64,
     /// The last inbox position handed out per inbox ([`KeyBuf::user`]),
-    /// ahead of the state by what is pending.
-    assigned: FastMap<Box<[u8]>, u64>,
-    /// The newest entry per conversation ([`KeyBuf::pair`]), ahead of the
-    /// state likewise.
-    heads: FastMap<Box<[u8]>, EntryRef>,
+    /// ahead of the state by what is pending, with the batch that wrote it.
+    assigned: FastMap<Box<[u8]>, (u64, u64)>,
+    /// The newest entry per conversation ([`KeyBuf::pair`]), likewise.
+    heads: FastMap<Box<[u8]>, (EntryRef, u64)>,
+    /// The number of the batch gathering. Every batch before the one the
+    /// commit thread holds is applied to the state.
+    batch: u64,
+    /// The commit thread waits for work (and needs waking).
+    sleeping: bool,
+    /// A buffer the commit thread is done with, for the next batch.
+    spare: Vec<u8>,
     ids: RecentIds,
     closing: bool,
     failed: Option<String>,
@@ -95,6 +101,9 @@ impl Shared {
                 next,
                 assigned: FastMap::default(),
                 heads: FastMap::default(),
+                batch: 0,
+                sleeping: false,
+                spare: Vec::new(),
                 ids: RecentIds::new(floor),
                 closing: false,
                 failed: None,
@@ -165,13 +174,16 @@ impl Shared {
                 })
                 .collect();
             let (offset, rx) = p.push(self, &Record::Message(MessageRecord::of(&msg, &links)))?;
+            let batch = p.batch;
             for (idx, (r, s)) in msg.recipients.iter().zip(&stored).enumerate() {
                 p.assigned
-                    .insert(KeyBuf::user(msg.app, &r.owner).to_key(), s.seq);
+                    .insert(KeyBuf::user(msg.app, &r.owner).to_key(), (s.seq, batch));
                 if r.kind != EntryKind::SyncCopy {
                     let head = EntryRef::new(offset, idx, r.kind);
-                    p.heads
-                        .insert(KeyBuf::pair(msg.app, &msg.from, &r.owner).to_key(), head);
+                    p.heads.insert(
+                        KeyBuf::pair(msg.app, &msg.from, &r.owner).to_key(),
+                        (head, batch),
+                    );
                 }
             }
             p.ids.insert(&ids);
@@ -196,7 +208,67 @@ impl Shared {
         self.lock().closing = true;
         self.work.notify_one();
     }
+
+    /// The commit thread's side: waits for a batch and takes it, or `None`
+    /// once closing with nothing left.
+    fn take_batch(&self) -> Option<Batch> {
+        let mut guard = self.lock();
+        while guard.ops.is_empty() && !guard.closing {
+            guard.sleeping = true;
+            guard = self.work.wait(guard).unwrap_or_else(|e| e.into_inner());
+            guard.sleeping = false;
+        }
+        if guard.ops.is_empty() {
+            return None;
+        }
+        let (batch, waiters) = {
+            let p = &mut *guard;
+            let waiters = p.buf.len() >= MAX_PENDING_BYTES;
+            let spare = std::mem::take(&mut p.spare);
+            let batch = Batch {
+                buf: std::mem::replace(&mut p.buf, spare),
+                runs: std::mem::replace(&mut p.runs, vec![(p.next, 0)]),
+                ops: std::mem::take(&mut p.ops),
+            };
+            // Every earlier batch is applied: what they assigned is in the
+            // state, and need not be kept here as well.
+            let taken = p.batch;
+            p.batch += 1;
+            if p.assigned.len() > SWEEP_AT {
+                p.assigned.retain(|_, (_, b)| *b >= taken);
+            }
+            if p.heads.len() > SWEEP_AT {
+                p.heads.retain(|_, (_, b)| *b >= taken);
+            }
+            (batch, waiters)
+        };
+        drop(guard);
+        if waiters {
+            self.room.notify_waiters();
+        }
+        Some(batch)
+    }
+
+    /// Gives a written batch's buffer back for reuse.
+    fn recycle(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        let mut p = self.lock();
+        if p.spare.capacity() < buf.capacity() {
+            p.spare = buf;
+        }
+    }
 }
+
+/// A batch taken by the commit thread.
+struct Batch {
+    buf: Vec<u8>,
+    runs: Vec<(u64, usize)>,
+    ops: Vec<Op>,
+}
+
+/// Sizes of the pending side's maps past which the entries of applied
+/// batches are dropped from them (small in tests, to exercise it).
+const SWEEP_AT: usize = if cfg!(test) { 64 } else { 1 << 16 };
 
 impl Pending {
     /// Each recipient's inbox position and link to the previous entry of
@@ -212,7 +284,7 @@ impl Pending {
                 None => {
                     let key = KeyBuf::user(msg.app, &r.owner);
                     match self.assigned.get(key.as_slice()) {
-                        Some(s) => s + 1,
+                        Some((s, _)) => s + 1,
                         None => shared.read_state().last_seq(msg.app, &r.owner) + 1,
                     }
                 }
@@ -231,7 +303,7 @@ impl Pending {
                 }
                 let key = KeyBuf::pair(msg.app, &msg.from, &r.owner);
                 match self.heads.get(key.as_slice()) {
-                    Some(h) => *h,
+                    Some((h, _)) => *h,
                     None => shared
                         .read_state()
                         .pair_head(msg.app, &msg.from, &r.owner)
@@ -288,7 +360,7 @@ impl Pending {
             next: self.next,
             reply: Some(tx),
         });
-        if wake {
+        if wake && self.sleeping {
             shared.work.notify_one();
         }
         Ok((offset, rx))
@@ -386,24 +458,9 @@ impl Committer {
     }
 
     pub fn run(mut self) {
-        loop {
-            let (buf, runs, ops, closing) = {
-                let mut p = self.shared.lock();
-                while p.ops.is_empty() && !p.closing {
-                    p = self.shared.work.wait(p).unwrap_or_else(|e| e.into_inner());
-                }
-                let next = p.next;
-                let buf = std::mem::replace(&mut p.buf, Vec::with_capacity(1 << 16));
-                let runs = std::mem::replace(&mut p.runs, vec![(next, 0)]);
-                (buf, runs, std::mem::take(&mut p.ops), p.closing)
-            };
-            self.shared.room.notify_waiters();
-            if !ops.is_empty() {
-                self.commit(&buf, &runs, ops);
-            }
-            if closing && self.shared.lock().ops.is_empty() {
-                break;
-            }
+        while let Some(batch) = self.shared.take_batch() {
+            self.commit(&batch.buf, &batch.runs, batch.ops);
+            self.shared.recycle(batch.buf);
         }
         self.finish();
     }
