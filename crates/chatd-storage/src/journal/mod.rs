@@ -294,30 +294,62 @@ fn zero_after(layout: &Layout, at: u64) -> Result<usize> {
     Ok(dirty)
 }
 
-/// Reads message records back, keeping the last one read: consecutive
-/// entries often share a record.
+/// Reads message records back, keeping what the last read brought in:
+/// consecutive entries often share a record, and an inbox's entries are
+/// often close together in the log (a backlog drained in order).
 struct RecordReader<'a> {
     files: &'a Files,
+    /// Log bytes from `start`.
     buf: Vec<u8>,
-    at: Option<u64>,
+    start: u64,
+    /// How much one read brings in.
+    window: usize,
 }
 
 impl<'a> RecordReader<'a> {
     fn new(files: &'a Files) -> Self {
+        Self::with_window(files, segments::FIRST_READ)
+    }
+
+    fn with_window(files: &'a Files, window: usize) -> Self {
         Self {
             files,
             buf: Vec::new(),
-            at: None,
+            start: 0,
+            window,
         }
     }
 
+    /// The whole frame at `offset`, from the buffer if it holds it.
+    fn frame(&mut self, offset: u64) -> Result<&[u8]> {
+        let within = offset
+            .checked_sub(self.start)
+            .map(|d| d as usize)
+            .filter(|d| *d < self.buf.len());
+        let held = within.and_then(|d| match record::check_frame(&self.buf[d..]) {
+            record::Frame::Record(len) => Some(d..d + len),
+            _ => None,
+        });
+        let range = match held {
+            Some(r) => r,
+            None => {
+                self.files.read_window(offset, self.window, &mut self.buf)?;
+                self.start = offset;
+                match record::check_frame(&self.buf) {
+                    record::Frame::Record(len) => 0..len,
+                    _ => {
+                        return Err(StorageError::Corrupt(format!(
+                            "journal: no record at offset {offset}"
+                        )))
+                    }
+                }
+            }
+        };
+        Ok(&self.buf[range])
+    }
+
     fn message(&mut self, offset: u64) -> Result<record::MessageRecord<'_>> {
-        if self.at != Some(offset) {
-            self.at = None;
-            self.files.read_frame(offset, &mut self.buf)?;
-            self.at = Some(offset);
-        }
-        match record::decode(&self.buf)? {
+        match record::decode(self.frame(offset)?)? {
             Record::Message(m) => Ok(m),
             _ => Err(StorageError::Corrupt(format!(
                 "journal: no message at offset {offset}"
@@ -330,8 +362,17 @@ impl<'a> RecordReader<'a> {
     }
 }
 
+/// Largest read of a run of entries (a drain reads its inbox in pages).
+const RUN_WINDOW: usize = 1 << 20;
+
 fn inbox_entries(shared: &Shared, refs: &[(u64, EntryRef)]) -> Result<Vec<InboxEntry>> {
-    let mut reader = RecordReader::new(&shared.files);
+    // Entries close together in the log come in with one read.
+    let span = match (refs.first(), refs.last()) {
+        (Some(a), Some(b)) => b.1.offset().saturating_sub(a.1.offset()) as usize,
+        _ => 0,
+    };
+    let window = (span + segments::FIRST_READ).min(RUN_WINDOW);
+    let mut reader = RecordReader::with_window(&shared.files, window);
     refs.iter()
         .map(|(seq, at)| {
             let e = reader.entry(*at)?;

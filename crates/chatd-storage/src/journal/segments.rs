@@ -173,7 +173,7 @@ struct OpenFiles {
 /// Segment files kept open for reading.
 const OPEN_FILES: usize = 32;
 /// A first read of a record: most records are much smaller.
-const FIRST_READ: usize = 2048;
+pub(crate) const FIRST_READ: usize = 2048;
 
 impl Files {
     pub fn new(layout: Layout) -> Self {
@@ -199,22 +199,21 @@ impl Files {
         Ok(file)
     }
 
-    /// Reads the whole frame of the record at `offset` into `buf`.
-    pub fn read_frame(&self, offset: u64, buf: &mut Vec<u8>) -> Result<()> {
+    /// Reads the log from `offset` into `buf`: `window` bytes (up to the
+    /// segment's end), and more if the record at `offset` is longer; `buf`
+    /// then starts with that whole record's frame.
+    pub fn read_window(&self, offset: u64, window: usize, buf: &mut Vec<u8>) -> Result<()> {
         let segment = self.layout.segment(offset);
         let pos = offset - self.layout.start(segment);
         let room = (self.layout.segment_bytes - pos) as usize;
         let file = self.file(segment)?;
         buf.clear();
-        buf.resize(FIRST_READ.min(room), 0);
+        buf.resize(window.max(FRAME_HEADER).min(room), 0);
         let n = read_full(&file, buf, pos)?;
         buf.truncate(n);
         loop {
             match record::check_frame(buf) {
-                Frame::Record(len) => {
-                    buf.truncate(len);
-                    return Ok(());
-                }
+                Frame::Record(_) => return Ok(()),
                 Frame::Incomplete(len) if len <= room && buf.len() < len => {
                     let have = buf.len();
                     buf.resize(len, 0);
@@ -367,6 +366,15 @@ mod tests {
     use crate::journal::record::{frame, ConversationRecord, Record};
     use std::borrow::Cow;
 
+    /// The whole frame of the record at `offset`.
+    fn read_frame(files: &Files, offset: u64, buf: &mut Vec<u8>) -> Result<()> {
+        files.read_window(offset, FIRST_READ, buf)?;
+        if let Frame::Record(len) = record::check_frame(buf) {
+            buf.truncate(len);
+        }
+        Ok(())
+    }
+
     fn layout(dir: &Path, size: u64) -> Layout {
         Layout {
             dir: dir.to_path_buf(),
@@ -438,11 +446,11 @@ mod tests {
             assert_eq!(seen[k].0, *off);
             assert_eq!(record::decode(&seen[k].1).unwrap(), mark(k as i64));
             let mut one = Vec::new();
-            files.read_frame(*off, &mut one).unwrap();
+            read_frame(&files, *off, &mut one).unwrap();
             assert_eq!(record::decode(&one).unwrap(), mark(k as i64));
         }
         let mut one = Vec::new();
-        assert!(files.read_frame(buf.len() as u64 + 1, &mut one).is_err());
+        assert!(read_frame(&files, buf.len() as u64 + 1, &mut one).is_err());
     }
 
     #[test]
@@ -506,7 +514,7 @@ mod tests {
         assert_eq!(record::decode(s.frame()).unwrap(), big);
         assert_eq!(s.next().unwrap(), Step::End(End::Clean));
         let mut one = Vec::new();
-        files.read_frame(at, &mut one).unwrap();
+        read_frame(&files, at, &mut one).unwrap();
         assert_eq!(record::decode(&one).unwrap(), big);
     }
 }
