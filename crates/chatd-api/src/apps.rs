@@ -114,35 +114,34 @@ impl AppRegistry {
     }
 }
 
-fn app_not_found(req: &Request, name: &str) -> Response {
+/// The answer for a path that names no app this server hosts.
+pub(crate) fn app_not_found(path: &str, name: &str) -> Response {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "organization_application_not_found",
         format!(
             "Could not find application for {name} from URI: {}",
-            req.extensions()
-                .get::<OriginalUri>()
-                .map(|u| u.path())
-                .unwrap_or_else(|| req.uri().path())
-                .trim_start_matches('/')
+            path.trim_start_matches('/')
         ),
         "OrganizationApplicationNotFoundException",
     )
     .into_response()
 }
 
+fn original_path(req: &Request) -> &str {
+    req.extensions()
+        .get::<OriginalUri>()
+        .map(|u| u.path())
+        .unwrap_or_else(|| req.uri().path())
+}
+
 /// A path whose parameters are not valid percent-encoded UTF-8 names no
 /// resource: answered like an unknown route, in the service's error JSON.
 fn undecodable(req: &Request) -> Response {
-    let path = req
-        .extensions()
-        .get::<OriginalUri>()
-        .map(|u| u.path().to_string())
-        .unwrap_or_else(|| req.uri().path().to_string());
     ApiError::new(
         StatusCode::NOT_FOUND,
         "resource_not_found",
-        format!("No resource at {path}"),
+        format!("No resource at {}", original_path(req)),
         "ResourceNotFoundException",
     )
     .into_response()
@@ -164,7 +163,7 @@ pub async fn resolve_by_id(
             req.extensions_mut().insert(app);
             next.run(req).await
         }
-        None => app_not_found(&req, &app_id),
+        None => app_not_found(original_path(&req), &app_id),
     }
 }
 
@@ -185,6 +184,6 @@ pub async fn resolve_by_name(
             req.extensions_mut().insert(app);
             next.run(req).await
         }
-        None => app_not_found(&req, &format!("{org}/{name}")),
+        None => app_not_found(original_path(&req), &format!("{org}/{name}")),
     }
 }

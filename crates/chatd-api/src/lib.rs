@@ -9,6 +9,7 @@
 pub mod apps;
 pub mod auth;
 pub mod body;
+mod direct;
 pub mod envelope;
 pub mod error;
 mod observe;
@@ -17,6 +18,7 @@ pub mod state;
 
 pub use apps::AppRegistry;
 pub use chatd_web::DefaultAppInfo;
+pub use direct::Api;
 pub use state::ApiState;
 
 use axum::middleware::{from_fn, from_fn_with_state};
@@ -96,7 +98,13 @@ fn cors() -> tower_http::cors::CorsLayer {
         .max_age(std::time::Duration::from_secs(86_400))
 }
 
-/// The whole HTTP API.
+/// The whole HTTP API, as served: [`router`], with sends taken straight to
+/// their handler (`direct.rs`).
+pub fn service(state: Arc<ApiState>, web: DefaultAppInfo) -> Api {
+    Api::new(router(state.clone(), web), state)
+}
+
+/// The whole HTTP API as one router.
 pub fn router(state: Arc<ApiState>, web: DefaultAppInfo) -> Router {
     let by_id = app_routes().route_layer(from_fn_with_state(state.clone(), apps::resolve_by_id));
     let by_name =

@@ -18,10 +18,18 @@ pub async fn observe(req: Request, next: Next) -> Response {
     let span = tracing::debug_span!("request", %method, path = %req.uri().path());
     let started = Instant::now();
     let response = envelope::timed(next.run(req)).instrument(span).await;
-    let status = response.status().as_u16().to_string();
-    let elapsed = started.elapsed().as_secs_f64();
-    metrics::counter!("chatd_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("chatd_http_request_duration_seconds", "route" => route).record(elapsed);
+    record(
+        route,
+        method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
+}
+
+/// Counts one answered request and its duration.
+pub fn record(route: String, method: String, status: u16, seconds: f64) {
+    metrics::counter!("chatd_http_requests_total", "route" => route.clone(), "method" => method, "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("chatd_http_request_duration_seconds", "route" => route).record(seconds);
 }

@@ -188,11 +188,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         app_name: default_app.app.app_name.clone(),
         app_id: default_app.app.app_id.clone(),
     };
-    let server =
-        axum::serve(listener, chatd_api::router(state, web)).with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
+    let server = axum::serve(
+        listener,
+        tower::make::Shared::new(chatd_api::service(state, web)),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let mut stopping = stop_rx;
     tokio::select! {

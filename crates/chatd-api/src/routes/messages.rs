@@ -17,27 +17,38 @@ use chatd_pipeline::{parse_send_request, Accepted, Source};
 use std::io::Write;
 use std::sync::Arc;
 
+/// The route's handler; sends usually arrive by the direct path
+/// (`direct.rs`), which calls [`send`] itself.
 pub async fn send_to_users(
     State(state): State<Arc<ApiState>>,
     Extension(app): Extension<Arc<AppRecord>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_app(&state, &app, &headers)?;
-    check_call_rate(&state, &app, "messages/users")?;
+    send(&state, &app, &headers, body).await
+}
+
+pub(crate) async fn send(
+    state: &ApiState,
+    app: &AppRecord,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_app(state, app, headers)?;
+    check_call_rate(state, app, "messages/users")?;
     let raw = read_json_body(
-        &headers,
+        headers,
         body,
         state.max_request_bytes,
         ContentTypePolicy::Json,
     )
     .await?;
     let req = parse_send_request(&raw, &app.settings.limits)?;
-    let accepted = state.pipeline.send(&app, req, Source::Rest).await?;
+    let accepted = state.pipeline.send(app, req, Source::Rest).await?;
 
     let body = answer(
         accepted,
-        &resource_uri(&state.public_url, &app, "/messages/users"),
+        &resource_uri(&state.public_url, app, "/messages/users"),
         chatd_core::clock::now_ms(),
         elapsed_ms(),
     );
