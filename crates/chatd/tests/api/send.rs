@@ -120,3 +120,76 @@ async fn one_id_per_recipient_and_from_defaults_to_admin() {
     assert_eq!(r.body["data"].as_object().unwrap().len(), 1);
     assert!(r.body["data"]["Bob"].is_string());
 }
+
+/// Sends take a direct path past the router (crates/chatd-api/src/direct.rs):
+/// their answers carry the same CORS headers as the rest of the API's, and
+/// a path the router must decode still reaches the same handler.
+#[tokio::test]
+async fn sends_answer_like_the_rest_of_the_api() {
+    let server = TestServer::start();
+    let http = reqwest::Client::new();
+    let token = server.app_token();
+    let body = json!({"from":"a","to":["b"],"type":"txt","body":{"msg":"x"}});
+    let post = |path: String, token: Option<&str>| {
+        let mut r = http
+            .post(format!("{}{path}", server.base))
+            .header("Origin", "https://app.example")
+            .json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let other = http
+        .post(format!("{}/app-id/{APP_ID}/users", server.base))
+        .header("Origin", "https://app.example")
+        .bearer_auth(&token)
+        .json(&json!({"username":"cors-check"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    let cors = |r: &reqwest::Response| {
+        ["access-control-allow-origin", "vary"]
+            .map(|h| r.headers().get(h).map(|v| v.to_str().unwrap().to_string()))
+    };
+    let want = cors(&other);
+    assert_eq!(want[0].as_deref(), Some("*"));
+
+    let ok = post(format!("/app-id/{APP_ID}/messages/users"), Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(cors(&ok), want);
+    let by_name = post(format!("/{ORG}/{APP}/messages/users"), Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(by_name.status(), 200);
+    assert_eq!(cors(&by_name), want);
+    let refused = post(format!("/app-id/{APP_ID}/messages/users"), None)
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(cors(&refused), want);
+
+    // `%30` is `0`: the router decodes it and serves the same app.
+    let encoded = format!("/app-id/%30{}/messages/users", &APP_ID[1..]);
+    let r = post(encoded, Some(&token)).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"chatd_http_requests_total{route="/app-id/{app_id}/messages/users",method="POST",status="200"} 2"#,
+        r#"chatd_http_requests_total{route="/app-id/{app_id}/messages/users",method="POST",status="401"} 1"#,
+        r#"chatd_http_requests_total{route="/{org_name}/{app_name}/messages/users",method="POST",status="200"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+}
