@@ -175,7 +175,7 @@ impl Pipeline {
             conversations,
         };
         let stored = self.store.append_message(msg).await?;
-        metrics::counter!("chatd_messages_accepted_total").increment(u64::from(n));
+        accepted_counter().increment(u64::from(n));
 
         for (r, s) in recipients_after.into_iter().zip(&stored) {
             let key = InboxKey {
@@ -217,6 +217,13 @@ impl Pipeline {
         }
         Ok(accepted)
     }
+}
+
+/// The handle of `chatd_messages_accepted_total`, looked up once (after
+/// the server installed its recorder) rather than at every send.
+fn accepted_counter() -> &'static metrics::Counter {
+    static COUNTER: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    COUNTER.get_or_init(|| metrics::counter!("chatd_messages_accepted_total"))
 }
 
 #[cfg(test)]

@@ -81,8 +81,9 @@ struct Pending {
     batch: u64,
     /// The commit thread waits for work (and needs waking).
     sleeping: bool,
-    /// A buffer the commit thread is done with, for the next batch.
-    spare: Vec<u8>,
+    /// Buffers the commit thread is done with, for the next batch (kept
+    /// rather than freed on the commit thread and allocated again here).
+    spare: Spare,
     ids: RecentIds,
     closing: bool,
     failed: Option<String>,
@@ -103,7 +104,7 @@ impl Shared {
                 heads: FastMap::default(),
                 batch: 0,
                 sleeping: false,
-                spare: Vec::new(),
+                spare: Spare::default(),
                 ids: RecentIds::new(floor),
                 closing: false,
                 failed: None,
@@ -224,11 +225,12 @@ impl Shared {
         let (batch, waiters) = {
             let p = &mut *guard;
             let waiters = p.buf.len() >= MAX_PENDING_BYTES;
-            let spare = std::mem::take(&mut p.spare);
+            let Spare { buf, mut runs, ops } = std::mem::take(&mut p.spare);
+            runs.push((p.next, 0));
             let batch = Batch {
-                buf: std::mem::replace(&mut p.buf, spare),
-                runs: std::mem::replace(&mut p.runs, vec![(p.next, 0)]),
-                ops: std::mem::take(&mut p.ops),
+                buf: std::mem::replace(&mut p.buf, buf),
+                runs: std::mem::replace(&mut p.runs, runs),
+                ops: std::mem::replace(&mut p.ops, ops),
             };
             // Every earlier batch is applied: what they assigned is in the
             // state, and need not be kept here as well.
@@ -249,18 +251,29 @@ impl Shared {
         Some(batch)
     }
 
-    /// Gives a written batch's buffer back for reuse.
-    fn recycle(&self, mut buf: Vec<u8>) {
-        buf.clear();
-        let mut p = self.lock();
-        if p.spare.capacity() < buf.capacity() {
-            p.spare = buf;
-        }
+    /// Gives a written batch's buffers back for reuse.
+    fn recycle(&self, mut batch: Batch) {
+        batch.buf.clear();
+        batch.runs.clear();
+        batch.ops.clear();
+        self.lock().spare = Spare {
+            buf: batch.buf,
+            runs: batch.runs,
+            ops: batch.ops,
+        };
     }
 }
 
 /// A batch taken by the commit thread.
 struct Batch {
+    buf: Vec<u8>,
+    runs: Vec<(u64, usize)>,
+    ops: Vec<Op>,
+}
+
+/// A written batch's emptied buffers.
+#[derive(Default)]
+struct Spare {
     buf: Vec<u8>,
     runs: Vec<(u64, usize)>,
     ops: Vec<Op>,
@@ -458,21 +471,21 @@ impl Committer {
     }
 
     pub fn run(mut self) {
-        while let Some(batch) = self.shared.take_batch() {
-            self.commit(&batch.buf, &batch.runs, batch.ops);
-            self.shared.recycle(batch.buf);
+        while let Some(mut batch) = self.shared.take_batch() {
+            self.commit(&batch.buf, &batch.runs, &mut batch.ops);
+            self.shared.recycle(batch);
         }
         self.finish();
     }
 
-    fn commit(&mut self, buf: &[u8], runs: &[(u64, usize)], ops: Vec<Op>) {
+    fn commit(&mut self, buf: &[u8], runs: &[(u64, usize)], ops: &mut Vec<Op>) {
         let started = Instant::now();
         let size = ops.iter().filter(|o| o.reply.is_some()).count();
         if let Err(e) = self.write(buf, runs) {
             let why = format!("journal write failed: {e}");
             tracing::error!("{why}; every write fails until chatd restarts");
             self.shared.lock().failed = Some(why.clone());
-            for op in ops {
+            for op in ops.drain(..) {
                 if let Some(r) = op.reply {
                     let _ = r.send(Err(StorageError::Failed(why.clone())));
                 }
@@ -483,7 +496,7 @@ impl Committer {
         let mut broken = None;
         {
             let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
-            for op in ops {
+            for op in ops.drain(..) {
                 let applied = record::decode(&buf[op.frame])
                     .and_then(|rec| state.apply(&rec, op.offset, op.next));
                 if let Err(e) = &applied {
