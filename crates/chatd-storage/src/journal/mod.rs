@@ -364,15 +364,27 @@ impl<'a> RecordReader<'a> {
 
 /// Largest read of a run of entries (a drain reads its inbox in pages).
 const RUN_WINDOW: usize = 1 << 20;
+/// Entries this close on average are read together.
+const DENSE_GAP: u64 = 4096;
+
+/// How much one read should bring in for `refs`: entries close together in
+/// the log (a backlog written in a burst) come in with one read; entries
+/// far apart (an inbox that receives now and then, among everyone else's
+/// messages) each with a read of their own.
+fn run_window(refs: &[(u64, EntryRef)]) -> usize {
+    let (Some(first), Some(last)) = (refs.first(), refs.last()) else {
+        return segments::FIRST_READ;
+    };
+    let span = last.1.offset().saturating_sub(first.1.offset());
+    let gaps = refs.len() as u64 - 1;
+    if gaps == 0 || span / gaps > DENSE_GAP {
+        return segments::FIRST_READ;
+    }
+    (span as usize + segments::FIRST_READ).min(RUN_WINDOW)
+}
 
 fn inbox_entries(shared: &Shared, refs: &[(u64, EntryRef)]) -> Result<Vec<InboxEntry>> {
-    // Entries close together in the log come in with one read.
-    let span = match (refs.first(), refs.last()) {
-        (Some(a), Some(b)) => b.1.offset().saturating_sub(a.1.offset()) as usize,
-        _ => 0,
-    };
-    let window = (span + segments::FIRST_READ).min(RUN_WINDOW);
-    let mut reader = RecordReader::with_window(&shared.files, window);
+    let mut reader = RecordReader::with_window(&shared.files, run_window(refs));
     refs.iter()
         .map(|(seq, at)| {
             let e = reader.entry(*at)?;

@@ -443,3 +443,26 @@ async fn positions_and_links_continue_once_the_pending_side_forgets_them() {
     }
     store.close().await;
 }
+
+#[test]
+fn runs_of_entries_are_read_together_only_when_close() {
+    use chatd_core::EntryKind::Incoming;
+    let at = |offsets: &[u64]| {
+        offsets
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (i as u64 + 1, EntryRef::new(*o, 0, Incoming)))
+            .collect::<Vec<_>>()
+    };
+    let first = segments::FIRST_READ;
+    assert_eq!(run_window(&[]), first);
+    assert_eq!(run_window(&at(&[500])), first);
+    assert_eq!(run_window(&at(&[0, 300, 600, 900])), 900 + first);
+    assert_eq!(
+        run_window(&at(&[0, 3_000_000])),
+        first,
+        "far apart: one read each"
+    );
+    let dense: Vec<u64> = (0..20_000).map(|i| i * 300).collect();
+    assert_eq!(run_window(&at(&dense)), RUN_WINDOW);
+}
