@@ -262,19 +262,9 @@ impl State {
         after: u64,
         limit: usize,
     ) -> Vec<(u64, EntryRef)> {
-        let Some(inbox) = self.inbox(app, owner) else {
-            return Vec::new();
-        };
-        let first = inbox.first_seq();
-        let skip = after.saturating_add(1).saturating_sub(first) as usize;
-        inbox
-            .entries
-            .iter()
-            .skip(skip)
-            .take(limit)
-            .enumerate()
-            .map(|(i, e)| (first + (skip + i) as u64, *e))
-            .collect()
+        self.inbox(app, owner)
+            .map(|inbox| inbox.after(after).take(limit).collect())
+            .unwrap_or_default()
     }
 
     pub fn device_cursor(&self, app: i64, owner: &str, device: &str) -> Option<u64> {
@@ -291,14 +281,9 @@ impl State {
         let Some(inbox) = self.inbox(app, owner) else {
             return 0;
         };
-        let cursor = inbox.user_cursor();
-        let first = inbox.first_seq();
-        let skip = cursor.saturating_add(1).saturating_sub(first) as usize;
         inbox
-            .entries
-            .iter()
-            .skip(skip)
-            .filter(|e| e.kind() == EntryKind::Incoming)
+            .after(inbox.user_cursor())
+            .filter(|(_, e)| e.kind() == EntryKind::Incoming)
             .count() as u64
     }
 
@@ -355,6 +340,17 @@ impl State {
 impl Inbox {
     fn first_seq(&self) -> u64 {
         self.last + 1 - self.entries.len() as u64
+    }
+
+    /// The entries after position `seq`, with their positions.
+    fn after(&self, seq: u64) -> impl Iterator<Item = (u64, EntryRef)> + '_ {
+        let first = self.first_seq();
+        let skip = seq.saturating_add(1).saturating_sub(first) as usize;
+        self.entries
+            .iter()
+            .skip(skip)
+            .enumerate()
+            .map(move |(i, e)| (first + (skip + i) as u64, *e))
     }
 
     fn user_cursor(&self) -> u64 {

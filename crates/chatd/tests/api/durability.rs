@@ -88,14 +88,7 @@ async fn health_and_metrics() {
         .send_text("a", &["b", "c"], "x")
         .await
         .unwrap();
-    let text = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics_text().await;
     assert!(text.contains("chatd_messages_accepted_total 2"), "{text}");
     assert!(text.contains(
         r#"chatd_http_requests_total{route="/app-id/{app_id}/messages/users",method="POST",status="200"} 1"#

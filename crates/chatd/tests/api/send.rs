@@ -177,14 +177,7 @@ async fn sends_answer_like_the_rest_of_the_api() {
     let r = post(encoded, Some(&token)).await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 
-    let metrics = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     for line in [
         r#"chatd_http_requests_total{route="/app-id/{app_id}/messages/users",method="POST",status="200"} 2"#,
         r#"chatd_http_requests_total{route="/app-id/{app_id}/messages/users",method="POST",status="401"} 1"#,

@@ -168,6 +168,16 @@ impl TestServer {
     }
 
     /// A client without a token (`/app-id/…` form).
+    /// The server's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn anonymous(&self) -> RestClient {
         RestClient::new(&self.base, APP_ID)
     }
