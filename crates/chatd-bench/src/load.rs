@@ -30,6 +30,8 @@ pub struct LoadResult {
     pub total_errors: u64,
     /// Successful requests in each second of the measured window.
     pub per_second: Vec<u64>,
+    /// Successful requests in each tenth of a second of it.
+    pub per_tenth: Vec<u64>,
     /// Length of the measured window, seconds.
     pub seconds: f64,
     /// CPU used during the measured window, as a share of one core.
@@ -43,6 +45,7 @@ struct Shared {
     /// 200s per body (or per key), warm-up included.
     acked: Vec<AtomicU64>,
     per_second: Vec<AtomicU64>,
+    per_tenth: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -50,6 +53,7 @@ impl Shared {
         Arc::new(Self {
             acked: (0..keys).map(|_| AtomicU64::new(0)).collect(),
             per_second: (0..seconds + 2).map(|_| AtomicU64::new(0)).collect(),
+            per_tenth: (0..(seconds + 2) * 10).map(|_| AtomicU64::new(0)).collect(),
         })
     }
 }
@@ -97,8 +101,11 @@ impl Tally {
                 if a.measured {
                     self.ok += 1;
                     record(&mut self.hist, a.answered - a.sent);
-                    let s = (a.answered - measure_from).as_secs() as usize;
-                    if let Some(c) = shared.per_second.get(s) {
+                    let since = a.answered - measure_from;
+                    if let Some(c) = shared.per_second.get(since.as_secs() as usize) {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let Some(c) = shared.per_tenth.get((since.as_millis() / 100) as usize) {
                         c.fetch_add(1, Ordering::Relaxed);
                     }
                     self.last = self.last.max(a.answered);
@@ -188,6 +195,12 @@ fn finish(
         .map(|a| a.load(Ordering::Relaxed))
         .take(seconds.ceil() as usize)
         .collect();
+    let per_tenth: Vec<u64> = shared
+        .per_tenth
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .take((seconds * 10.0).ceil() as usize)
+        .collect();
     let acked = shared
         .acked
         .iter()
@@ -204,6 +217,7 @@ fn finish(
             total_ok: tally.total_ok,
             total_errors: tally.total_errors,
             per_second,
+            per_tenth,
             seconds,
             server_cpu: cpu.0,
             client_cpu: cpu.1,

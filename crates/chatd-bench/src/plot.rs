@@ -278,14 +278,14 @@ pub fn write_all(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 .slices
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (i as f64 + 1.0, *v as f64))
+                .map(|(i, v)| ((i + 1) as f64 * b.slice_ms as f64 / 1000.0, *v as f64))
                 .collect(),
         }];
         line_chart(
             &out("backlog_send.png"),
             &format!(
-                "Backlog: sends/s in 1-s slices while one inbox grows to {}",
-                b.messages
+                "Backlog: sends/s in {} ms slices while one inbox grows to {}",
+                b.slice_ms, b.messages
             ),
             "second",
             "messages/s",

@@ -1,6 +1,7 @@
 //! Backlog: one offline recipient's inbox grows from 0 to N messages while
-//! the send rate is sampled in 1-second slices; then the time it takes that
-//! user to drain all N on reconnect.
+//! the send rate is sampled in 1-second slices (200 ms slices when the
+//! inbox fills in less than 3 s, which would leave too few); then the time
+//! it takes that user to drain all N on reconnect.
 
 use crate::http::Endpoint;
 use crate::load::{closed_loop_limited, Window};
@@ -42,14 +43,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     )
     .await;
     let acked = acked[0];
-    // Complete 1-second slices only (the last one is cut short), unless the
-    // run did not last a second.
-    let complete = load.seconds.floor() as usize;
-    let slices: Vec<u64> = if complete >= 1 {
-        load.per_second.iter().take(complete).copied().collect()
-    } else {
-        load.per_second.clone()
-    };
+    let (slices, slice_ms) = slices(&load.per_second, &load.per_tenth, load.seconds);
     let first = slices.first().copied().unwrap_or(0);
     let last = slices.last().copied().unwrap_or(0);
     progress.phase(format!("backlog: draining {acked} messages"));
@@ -85,6 +79,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         errors: load.total_errors,
         send_secs: load.seconds,
         slices,
+        slice_ms,
         first_slice: first,
         last_slice: last,
         last_over_first: if first > 0 {
@@ -112,4 +107,40 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     report.backlog = Some(result);
     drop(server);
     Ok(())
+}
+
+/// The send rate (msg/s) in each complete slice of a load that lasted
+/// `seconds` (the last slice is cut short): 1-s slices if there are at
+/// least 3, else 200 ms slices.
+fn slices(per_second: &[u64], per_tenth: &[u64], seconds: f64) -> (Vec<u64>, u64) {
+    const TENTHS: usize = 2;
+    let complete_secs = (seconds.floor() as usize).min(per_second.len());
+    if complete_secs >= 3 {
+        return (per_second[..complete_secs].to_vec(), 1000);
+    }
+    let complete = ((seconds * 10.0).floor() as usize).min(per_tenth.len()) / TENTHS;
+    let rates = per_tenth[..complete * TENTHS]
+        .chunks(TENTHS)
+        .map(|c| c.iter().sum::<u64>() * 10 / TENTHS as u64)
+        .collect();
+    (rates, 100 * TENTHS as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slices;
+
+    #[test]
+    fn a_short_backlog_is_sliced_finer() {
+        assert_eq!(
+            slices(&[100, 110, 120, 30], &[], 3.4),
+            (vec![100, 110, 120], 1000)
+        );
+        let tenths = [10, 12, 11, 11, 9, 9, 10, 2];
+        assert_eq!(
+            slices(&[44, 30], &tenths, 0.75),
+            (vec![110, 110, 90], 200),
+            "7 whole tenths make 3 whole slices of 200 ms"
+        );
+    }
 }
