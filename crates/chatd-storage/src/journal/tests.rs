@@ -369,6 +369,87 @@ async fn a_failed_write_fails_its_batch_and_every_later_write() {
     store.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_written_after_a_failed_write_is_acknowledged() {
+    // A write that fails leaves a hole where its batch should be (as a
+    // failed fdatasync whose pages the kernel dropped does). Callers that
+    // joined the next batch meanwhile must not be told their message is
+    // stored: a crash would put it behind the hole, where replay never goes.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(JournalStore::open(small(dir.path(), 1 << 20, 1 << 40)).unwrap());
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for t in 0..32u64 {
+        let (store, acked) = (store.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200u64 {
+                let id = 1_000 + t * 1_000 + i;
+                match store
+                    .append_message(message(1, &[&format!("u{t}")], id))
+                    .await
+                {
+                    Ok(_) => acked.lock().unwrap().push(id),
+                    Err(StorageError::Failed(_)) => return,
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 500 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    store
+        .shared
+        .fault
+        .store(writer::FAULT_FAIL, std::sync::atomic::Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() < 32 * 200, "the failure reached no caller");
+
+    let image = crash_image(dir.path());
+    let again = JournalStore::open(small(image.path(), 1 << 20, 1 << 40)).unwrap();
+    let mut stored = Vec::new();
+    for t in 0..32 {
+        let inbox = again
+            .inbox_after(1, &format!("u{t}"), 0, 1000)
+            .await
+            .unwrap();
+        stored.extend(ids(&inbox));
+    }
+    stored.sort_unstable();
+    for id in &acked {
+        assert!(
+            stored.binary_search(id).is_ok(),
+            "message {id} was acknowledged but is not in the log"
+        );
+    }
+    again.close().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_panicking_commit_thread_leaves_no_caller_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::open(small(dir.path(), 1 << 20, 1 << 40)).unwrap();
+    store.append_message(message(1, &["a"], 10)).await.unwrap();
+    store
+        .shared
+        .fault
+        .store(writer::FAULT_PANIC, std::sync::atomic::Ordering::SeqCst);
+    let within = std::time::Duration::from_secs(10);
+    let first = tokio::time::timeout(within, store.append_message(message(1, &["a"], 11)))
+        .await
+        .expect("the caller of the panicking batch was left waiting");
+    assert!(first.is_err(), "{first:?}");
+    let later = tokio::time::timeout(within, store.append_message(message(1, &["a"], 12)))
+        .await
+        .expect("a later caller was left waiting");
+    assert!(matches!(later, Err(StorageError::Failed(_))), "{later:?}");
+    store.close().await;
+}
+
 #[tokio::test]
 async fn a_directory_of_another_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -61,6 +61,10 @@ pub(crate) struct Shared {
     /// The journal's lock file, held (by the store and its commit thread)
     /// while the log may be written: one process writes a log at a time.
     _lock: File,
+    /// Makes the next batch's write fail without writing, or panic (tests
+    /// of what a failed write leaves).
+    #[cfg(test)]
+    pub fault: std::sync::atomic::AtomicU8,
 }
 
 struct Pending {
@@ -112,6 +116,8 @@ impl Shared {
             work: Condvar::new(),
             room: Notify::new(),
             _lock: lock,
+            #[cfg(test)]
+            fault: std::sync::atomic::AtomicU8::new(0),
         }
     }
 
@@ -472,24 +478,41 @@ impl Committer {
 
     pub fn run(mut self) {
         while let Some(mut batch) = self.shared.take_batch() {
-            self.commit(&batch.buf, &batch.runs, &mut batch.ops);
+            let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.commit(&batch.buf, &batch.runs, &mut batch.ops)
+            }));
+            if committed.is_err() {
+                // The batch's unanswered callers see their channel close
+                // when it is dropped; later ones must not wait forever on a
+                // thread that may have left the log half written.
+                let why = "journal commit thread panicked".to_string();
+                tracing::error!("{why}; every write fails until chatd restarts");
+                self.shared.lock().failed = Some(why);
+                continue;
+            }
             self.shared.recycle(batch);
         }
         self.finish();
     }
 
     fn commit(&mut self, buf: &[u8], runs: &[(u64, usize)], ops: &mut Vec<Op>) {
+        // Callers may have joined this batch before an earlier one failed.
+        // Nothing more is written then: after a failed fdatasync the
+        // kernel may have dropped that batch's pages and reports the error
+        // only once, so a later sync succeeding would acknowledge records
+        // that a crash puts behind a hole in the log.
+        let failed = self.shared.lock().failed.clone();
+        if let Some(why) = failed {
+            fail_all(ops, &why);
+            return;
+        }
         let started = Instant::now();
         let size = ops.iter().filter(|o| o.reply.is_some()).count();
         if let Err(e) = self.write(buf, runs) {
             let why = format!("journal write failed: {e}");
             tracing::error!("{why}; every write fails until chatd restarts");
             self.shared.lock().failed = Some(why.clone());
-            for op in ops.drain(..) {
-                if let Some(r) = op.reply {
-                    let _ = r.send(Err(StorageError::Failed(why.clone())));
-                }
-            }
+            fail_all(ops, &why);
             return;
         }
         let mut answers = Vec::with_capacity(ops.len());
@@ -510,6 +533,7 @@ impl Committer {
                 }
             }
         }
+        let consistent = broken.is_none();
         if let Some(why) = broken {
             tracing::error!("{why}; every write fails until chatd restarts");
             self.shared.lock().failed = Some(why);
@@ -518,11 +542,29 @@ impl Committer {
         for (r, applied) in answers {
             let _ = r.send(applied);
         }
-        self.maybe_snapshot();
+        // A state that disagrees with the log must not become a snapshot.
+        if consistent {
+            self.maybe_snapshot();
+        }
     }
 
     /// Writes the batch's runs and syncs every segment written.
     fn write(&mut self, buf: &[u8], runs: &[(u64, usize)]) -> std::io::Result<()> {
+        #[cfg(test)]
+        match self
+            .shared
+            .fault
+            .swap(0, std::sync::atomic::Ordering::SeqCst)
+        {
+            0 => {}
+            FAULT_FAIL => {
+                // As long as a slow device's failure takes: callers join
+                // the next batch meanwhile.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                return Err(std::io::Error::other("injected write failure"));
+            }
+            _ => panic!("injected panic in the commit thread"),
+        }
         let layout = self.shared.files.layout.clone();
         let mut written: Vec<File> = Vec::new();
         for (i, &(offset, start)) in runs.iter().enumerate() {
@@ -590,6 +632,22 @@ impl Committer {
             if let Err(e) = snapshot::save(&self.shared.files.layout.dir, &state) {
                 tracing::warn!(error = %e, "journal snapshot at close failed");
             }
+        }
+    }
+}
+
+/// [`Shared::fault`]: the next write fails; any other non-zero value:
+/// it panics.
+#[cfg(test)]
+pub(crate) const FAULT_FAIL: u8 = 1;
+#[cfg(test)]
+pub(crate) const FAULT_PANIC: u8 = 2;
+
+/// Answers every caller of a batch that will not be written.
+fn fail_all(ops: &mut Vec<Op>, why: &str) {
+    for op in ops.drain(..) {
+        if let Some(r) = op.reply {
+            let _ = r.send(Err(StorageError::Failed(why.to_string())));
         }
     }
 }
