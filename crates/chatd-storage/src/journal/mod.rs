@@ -100,7 +100,7 @@ impl JournalStore {
     /// Opens (creating if needed) the journal, replaying what the last
     /// snapshot does not hold.
     pub fn open(opts: JournalOptions) -> Result<Self> {
-        std::fs::create_dir_all(&opts.dir)?;
+        create_dir_durably(&opts.dir)?;
         let lock = lock_dir(&opts.dir)?;
         let layout = Layout {
             segment_bytes: format(&opts)?,
@@ -211,6 +211,24 @@ fn format(opts: &JournalOptions) -> Result<u64> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Creates `dir` and any missing parent, and syncs the parent of each one
+/// created: the first acknowledged records must not depend on a directory
+/// entry that a crash could still take away.
+fn create_dir_durably(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d);
+        at = d.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        let parent = d.parent().filter(|p| !p.as_os_str().is_empty());
+        segments::sync_dir(parent.unwrap_or(std::path::Path::new(".")))?;
+    }
+    Ok(())
 }
 
 /// Replays the log after what `state` holds; returns the state and where

@@ -450,6 +450,16 @@ async fn a_panicking_commit_thread_leaves_no_caller_waiting() {
     store.close().await;
 }
 
+#[test]
+fn missing_parent_directories_are_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a").join("b");
+    create_dir_durably(&nested.join("journal")).unwrap();
+    assert!(nested.join("journal").is_dir());
+    // Already there: nothing to do, no error.
+    create_dir_durably(&nested.join("journal")).unwrap();
+}
+
 #[tokio::test]
 async fn a_directory_of_another_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
