@@ -517,11 +517,16 @@ impl Committer {
         }
         let mut answers = Vec::with_capacity(ops.len());
         let mut broken = None;
+        // Decoded before the state is locked: readers, and senders looking
+        // up their links, wait for the apply alone.
+        let records: Vec<Result<Record<'_>>> = ops
+            .iter()
+            .map(|op| record::decode(&buf[op.frame.clone()]))
+            .collect();
         {
             let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
-            for op in ops.drain(..) {
-                let applied = record::decode(&buf[op.frame])
-                    .and_then(|rec| state.apply(&rec, op.offset, op.next));
+            for (op, rec) in ops.drain(..).zip(records) {
+                let applied = rec.and_then(|rec| state.apply(&rec, op.offset, op.next));
                 if let Err(e) = &applied {
                     // A record written but not applied would be applied
                     // again at the next start; writing more on top of a
