@@ -237,6 +237,7 @@ impl Shared {
                 buf: std::mem::replace(&mut p.buf, buf),
                 runs: std::mem::replace(&mut p.runs, runs),
                 ops: std::mem::replace(&mut p.ops, ops),
+                failed: p.failed.clone(),
             };
             // Every earlier batch is applied: what they assigned is in the
             // state, and need not be kept here as well.
@@ -275,6 +276,8 @@ struct Batch {
     buf: Vec<u8>,
     runs: Vec<(u64, usize)>,
     ops: Vec<Op>,
+    /// Why writing failed, if an earlier batch's write did.
+    failed: Option<String>,
 }
 
 /// A written batch's emptied buffers.
@@ -479,7 +482,17 @@ impl Committer {
     pub fn run(mut self) {
         while let Some(mut batch) = self.shared.take_batch() {
             let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.commit(&batch.buf, &batch.runs, &mut batch.ops)
+                if let Some(why) = &batch.failed {
+                    // Callers may have joined this batch before an earlier
+                    // one failed. Nothing more is written then: after a
+                    // failed fdatasync the kernel may have dropped that
+                    // batch's pages and reports the error only once, so a
+                    // later sync succeeding would acknowledge records that
+                    // a crash puts behind a hole in the log.
+                    fail_all(&mut batch.ops, why);
+                } else {
+                    self.commit(&batch.buf, &batch.runs, &mut batch.ops);
+                }
             }));
             if committed.is_err() {
                 // The batch's unanswered callers see their channel close
@@ -496,16 +509,6 @@ impl Committer {
     }
 
     fn commit(&mut self, buf: &[u8], runs: &[(u64, usize)], ops: &mut Vec<Op>) {
-        // Callers may have joined this batch before an earlier one failed.
-        // Nothing more is written then: after a failed fdatasync the
-        // kernel may have dropped that batch's pages and reports the error
-        // only once, so a later sync succeeding would acknowledge records
-        // that a crash puts behind a hole in the log.
-        let failed = self.shared.lock().failed.clone();
-        if let Some(why) = failed {
-            fail_all(ops, &why);
-            return;
-        }
         let started = Instant::now();
         let size = ops.iter().filter(|o| o.reply.is_some()).count();
         if let Err(e) = self.write(buf, runs) {
