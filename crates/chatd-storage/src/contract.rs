@@ -162,6 +162,60 @@ pub(crate) async fn history_and_conversations_follow_both_directions(open: Open)
     store.close().await;
 }
 
+pub(crate) async fn history_pages_hold_every_message_once_whatever_the_store_order(open: Open) {
+    // Sends take their ids before they reach the store, so racing sends
+    // arrive out of id order.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for id in [101, 100, 102, 105, 103, 104] {
+        let mut m = message(1, &["b"], id);
+        m.from = "a".into();
+        m.recipients[0].peer = "a".into();
+        store.append_message(m).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.history(1, "b", "a", before, 2).await.unwrap();
+        seen.extend(page.iter().map(|e| e.msg_id));
+        match page.last() {
+            Some(last) if page.len() == 2 => before = Some(last.msg_id),
+            _ => break,
+        }
+        assert!(seen.len() <= 6, "pages repeat: {seen:?}");
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, vec![100, 101, 102, 103, 104, 105]);
+    store.close().await;
+}
+
+pub(crate) async fn a_clear_hides_what_was_stamped_before_it(open: Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let now = chatd_core::clock::now_ms();
+    let send = |id: u64, at: i64| {
+        let mut m = message(1, &["b"], id);
+        m.from = "a".into();
+        m.recipients[0].peer = "a".into();
+        m.timestamp_ms = at;
+        m
+    };
+    store.append_message(send(10, now - 600_000)).await.unwrap();
+    store.delete_conversation(1, "b", "a", true).await.unwrap();
+    store.append_message(send(20, now + 5_000)).await.unwrap();
+    // Stamped before the clear, stored after it (it raced the clear).
+    store.append_message(send(30, now - 5_000)).await.unwrap();
+    let ids: Vec<u64> = store
+        .history(1, "b", "a", None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.msg_id)
+        .collect();
+    assert_eq!(ids, vec![20]);
+    store.close().await;
+}
+
 pub(crate) async fn users_are_created_once_and_deleted(open: Open) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
@@ -226,6 +280,15 @@ macro_rules! store_contract {
         #[tokio::test]
         async fn history_and_conversations_follow_both_directions() {
             crate::contract::history_and_conversations_follow_both_directions($open).await
+        }
+        #[tokio::test]
+        async fn history_pages_hold_every_message_once_whatever_the_store_order() {
+            crate::contract::history_pages_hold_every_message_once_whatever_the_store_order($open)
+                .await
+        }
+        #[tokio::test]
+        async fn a_clear_hides_what_was_stamped_before_it() {
+            crate::contract::a_clear_hides_what_was_stamped_before_it($open).await
         }
         #[tokio::test]
         async fn users_are_created_once_and_deleted() {

@@ -441,6 +441,18 @@ fn find_entry(shared: &Shared, app: i64, msg_id: u64) -> Result<Option<InboxEntr
     Ok(None)
 }
 
+/// How far out of time order a conversation's records can be: a send takes
+/// its id and timestamp before it queues for the log, so two sends racing
+/// for it are stored in either order. A clear's cut-off is walked past by
+/// this much before the walk stops.
+const OUT_OF_ORDER_MS: i64 = 60_000;
+
+/// A conversation, newest first, as stored. Records are in log order, which
+/// differs from id order only for sends that raced each other; so a page
+/// after `before` starts right after the entry with that id, where the
+/// previous page ended (an id filter would skip or repeat the racing
+/// entries). A cursor the walk does not meet (an entry cleared since, or an
+/// id from elsewhere) falls back to "ids below it".
 fn history(
     shared: &Shared,
     app: i64,
@@ -449,6 +461,35 @@ fn history(
     before: Option<u64>,
     limit: usize,
 ) -> Result<Vec<InboxEntry>> {
+    if let Some(cursor) = before {
+        let after_cursor = walk_history(shared, app, user, peer, limit, Start::After(cursor))?;
+        if let Some(page) = after_cursor {
+            return Ok(page);
+        }
+        return Ok(
+            walk_history(shared, app, user, peer, limit, Start::Below(cursor))?.unwrap_or_default(),
+        );
+    }
+    Ok(walk_history(shared, app, user, peer, limit, Start::Newest)?.unwrap_or_default())
+}
+
+#[derive(Clone, Copy)]
+enum Start {
+    Newest,
+    /// Right after the entry with this id; `None` if the walk never meets it.
+    After(u64),
+    /// Entries with lower ids.
+    Below(u64),
+}
+
+fn walk_history(
+    shared: &Shared,
+    app: i64,
+    user: &str,
+    peer: &str,
+    limit: usize,
+    start: Start,
+) -> Result<Option<Vec<InboxEntry>>> {
     let (mut at, cleared) = {
         let state = shared.read_state();
         (
@@ -456,13 +497,13 @@ fn history(
             state.cleared_before(app, user, peer).unwrap_or(i64::MIN),
         )
     };
-    let before = before.unwrap_or(u64::MAX);
+    let mut met = !matches!(start, Start::After(_));
     let mut reader = RecordReader::new(&shared.files);
     let mut out = Vec::with_capacity(limit.min(256));
     while !at.is_none() && out.len() < limit {
         let m = reader.message(at.offset())?;
-        // Stored in time order: everything older was cleared too.
-        if m.timestamp_ms <= cleared {
+        // Everything this much older than the clear was cleared too.
+        if m.timestamp_ms <= cleared.saturating_sub(OUT_OF_ORDER_MS) {
             break;
         }
         let r = m
@@ -470,12 +511,20 @@ fn history(
             .get(at.idx())
             .ok_or_else(|| StorageError::Corrupt("journal: conversation link".into()))?;
         let next = r.prev;
-        if r.msg_id < before && !m.hidden_from(user) {
+        let shown = match start {
+            Start::After(cursor) if !met => {
+                met = r.msg_id == cursor;
+                false
+            }
+            Start::Below(cursor) => r.msg_id < cursor,
+            _ => true,
+        };
+        if shown && m.timestamp_ms > cleared && !m.hidden_from(user) {
             out.push(m.entry(at.idx())?);
         }
         at = next;
     }
-    Ok(out)
+    Ok(met.then_some(out))
 }
 
 fn conversations(
