@@ -83,8 +83,11 @@ impl JournalOptions {
 const SMALL_READ_ENTRIES: usize = 8;
 
 /// Blocks of the id index looked at past the first that may hold an id:
-/// ids out of order by more than [`writer::RECENT_IDS`] are refused.
-const ID_WINDOW_BLOCKS: usize = writer::RECENT_IDS / 128 + 2;
+/// ids out of order by more than [`writer::RECENT_IDS`] are refused. A
+/// block closes after 128 entries and an id has at most two (its
+/// recipient's, and the sender's sync copy), so a block holds at least 64
+/// distinct ids.
+const ID_WINDOW_BLOCKS: usize = writer::RECENT_IDS / 64 + 2;
 
 const FORMAT_FILE: &str = "format";
 const LOCK_FILE: &str = "lock";

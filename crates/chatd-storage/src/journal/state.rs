@@ -618,6 +618,37 @@ mod tests {
     }
 
     #[test]
+    fn a_late_id_is_found_within_the_window_when_sync_copies_share_ids() {
+        // A block counts entries; with a sync copy beside every message it
+        // holds half as many distinct ids, and the window must still reach
+        // an id as late as the writer lets through.
+        let mut s = State::default();
+        let mut offset = 0;
+        s.apply(
+            &message("a", "b", 1_000_000, 1, Some(1)),
+            offset,
+            offset + 10,
+        )
+        .unwrap();
+        let late = super::super::writer::RECENT_IDS as u64 - 1;
+        for i in 1..=late {
+            offset += 10;
+            let r = message("a", "b", 1_000_000 + i, i + 1, Some(i + 1));
+            s.apply(&r, offset, offset + 10).unwrap();
+        }
+        offset += 10;
+        let r = message("a", "b", 999_999, late + 2, Some(late + 2));
+        s.apply(&r, offset, offset + 10).unwrap();
+        let ranges = s.id_ranges(999_999, super::super::ID_WINDOW_BLOCKS);
+        assert!(
+            ranges
+                .iter()
+                .any(|(start, end)| (*start..*end).contains(&offset)),
+            "{ranges:?} misses {offset}"
+        );
+    }
+
+    #[test]
     fn a_clone_is_a_snapshot() {
         let mut s = State::default();
         s.apply(&message("a", "b", 1, 1, None), 0, 10).unwrap();
