@@ -132,6 +132,11 @@ pub(crate) async fn history_and_conversations_follow_both_directions(open: Open)
         ids(store.history(1, "b", "a", Some(30), 1).await.unwrap()),
         vec![20]
     );
+    assert!(store
+        .history(1, "b", "a", None, 0)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(store.find_entry(1, 30).await.unwrap().unwrap().owner, "b");
 
     let convs = store.conversations(1, "b", 10).await.unwrap();

@@ -357,6 +357,9 @@ impl Store for SqliteStore {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<InboxEntry>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let (user, peer) = (user.to_string(), peer.to_string());
         self.read(move |c| {
             let cleared: i64 = c
