@@ -265,6 +265,8 @@ pub(crate) struct Scanner<'a> {
     chunk_start: u64,
     /// The last record returned, within `chunk`.
     frame: std::ops::Range<usize>,
+    /// A segment seen to exist (looked up once, not once per record).
+    present: Option<u64>,
 }
 
 const CHUNK: usize = 1 << 20;
@@ -277,6 +279,7 @@ impl<'a> Scanner<'a> {
             chunk: Vec::new(),
             chunk_start: offset,
             frame: 0..0,
+            present: None,
         }
     }
 
@@ -303,11 +306,15 @@ impl<'a> Scanner<'a> {
     }
 
     pub fn next(&mut self) -> Result<Step> {
-        let layout = self.files.layout.clone();
+        let files = self.files;
+        let layout = &files.layout;
         loop {
             let segment = layout.segment(self.offset);
-            if !layout.path(segment).exists() {
-                return Ok(Step::End(End::MissingSegment));
+            if self.present != Some(segment) {
+                if !layout.path(segment).exists() {
+                    return Ok(Step::End(End::MissingSegment));
+                }
+                self.present = Some(segment);
             }
             let within = (self.offset - self.chunk_start) as usize;
             let have = self.chunk.get(within..).unwrap_or(&[]);
@@ -316,10 +323,12 @@ impl<'a> Scanner<'a> {
                 Frame::Record(len) => {
                     let at = within..within + len;
                     let offset = self.offset;
-                    let is_end = matches!(
-                        record::decode(&self.chunk[at.clone()]),
-                        Ok(Record::SegmentEnd)
-                    );
+                    // Only a frame of the marker's size can be the marker.
+                    let is_end = len == record::SEGMENT_END_FRAME
+                        && matches!(
+                            record::decode(&self.chunk[at.clone()]),
+                            Ok(Record::SegmentEnd)
+                        );
                     let next = if is_end {
                         layout.start(segment + 1)
                     } else {
