@@ -56,6 +56,12 @@ pub struct Config {
     pub storage_max_batch: usize,
     /// Read-only database connections (`sqlite` engine).
     pub storage_readers: usize,
+    /// Seconds after its last acknowledgement at which a device goes stale
+    /// (`journal` engine): entries that the user's other devices have
+    /// acknowledged are no longer kept in memory for it (they stay in the
+    /// log and in history); should it come back, its delivery resumes after
+    /// them. 0: devices never go stale.
+    pub storage_stale_device_secs: u64,
     /// Seconds given to in-flight requests at shutdown.
     pub shutdown_grace_secs: u64,
 
@@ -120,6 +126,7 @@ impl Default for Config {
             storage_engine: String::new(),
             storage_max_batch: 1024,
             storage_readers: 4,
+            storage_stale_device_secs: 30 * 24 * 3600,
             shutdown_grace_secs: 10,
             file_retention_secs: 7 * 24 * 3600,
             file_max_bytes: 10 * 1024 * 1024,

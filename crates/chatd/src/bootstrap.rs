@@ -90,7 +90,12 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let context = || format!("opening the data directory {}", config.data_dir.display());
     match engine(config)? {
         Engine::Journal => {
-            let opts = JournalOptions::in_dir(&config.data_dir);
+            let opts = JournalOptions {
+                stale_device_ms: i64::try_from(config.storage_stale_device_secs)
+                    .unwrap_or(i64::MAX / 1000)
+                    .saturating_mul(1000),
+                ..JournalOptions::in_dir(&config.data_dir)
+            };
             Ok(Arc::new(JournalStore::open(opts).with_context(context)?))
         }
         Engine::Sqlite => {

@@ -61,6 +61,9 @@ pub struct JournalOptions {
     pub segment_bytes: u64,
     /// Log bytes between two snapshots of the state.
     pub snapshot_every_bytes: u64,
+    /// After this long without an acknowledgement a device no longer keeps
+    /// entries its user's other devices acknowledged; 0: never.
+    pub stale_device_ms: i64,
 }
 
 impl JournalOptions {
@@ -69,6 +72,7 @@ impl JournalOptions {
             dir: data_dir.into().join("journal"),
             segment_bytes: 64 << 20,
             snapshot_every_bytes: 256 << 20,
+            stale_device_ms: 30 * 24 * 3600 * 1000,
         }
     }
 
@@ -114,7 +118,9 @@ impl JournalStore {
         let files = Files::new(layout.clone());
         let snapshot = snapshot::load(&layout.dir)?;
         let snapshot_at = snapshot.as_ref().map_or(0, |s| s.applied_to);
-        let (state, end) = recover(&files, snapshot.unwrap_or_default())?;
+        let mut state = snapshot.unwrap_or_default();
+        state.stale_device_ms = opts.stale_device_ms;
+        let (state, end) = recover(&files, state)?;
         let segment = layout.segment(end);
         layout.remove_leftovers(segment)?;
         let current = if layout.path(segment).exists() {

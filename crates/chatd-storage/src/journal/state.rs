@@ -40,6 +40,11 @@ pub(crate) struct State {
     clears: Map<Key, i64>,
     id_blocks: imbl::Vector<IdBlock>,
     pub max_msg_id: u64,
+    /// A device this long without an acknowledgement (by the time of the
+    /// newest one in its inbox) no longer holds entries in memory; 0:
+    /// never. A setting, not state: not in snapshots.
+    #[serde(skip)]
+    pub stale_device_ms: i64,
 }
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -99,11 +104,14 @@ impl State {
                 Applied::Done
             }
             Record::Cursor(c) => {
+                let stale_after = self.stale_device_ms;
                 let inbox = self.inbox_mut(c.app, &c.owner);
                 let device = inbox.devices.entry(Box::from(&*c.device)).or_default();
                 device.acked = device.acked.max(c.seq);
                 device.updated_ms = c.at_ms;
-                inbox.trim();
+                // The record's own time, not the clock: a replay trims as
+                // the first run did.
+                inbox.trim(c.at_ms, stale_after);
                 Applied::Done
             }
             Record::MarkRead(c) => {
@@ -357,9 +365,13 @@ impl Inbox {
         self.devices.values().map(|d| d.acked).max().unwrap_or(0)
     }
 
-    /// Forgets the entries every device acknowledged.
-    fn trim(&mut self) {
-        let Some(all_acked) = self.devices.values().map(|d| d.acked).min() else {
+    /// Forgets the entries every device acknowledged, counting only the
+    /// devices heard from within `stale_after` ms of `now_ms` (all if 0). A
+    /// user whose only device is stale keeps everything: nothing trims
+    /// until some device acknowledges.
+    fn trim(&mut self, now_ms: i64, stale_after: i64) {
+        let fresh = |d: &&Device| stale_after == 0 || d.updated_ms >= now_ms - stale_after;
+        let Some(all_acked) = self.devices.values().filter(fresh).map(|d| d.acked).min() else {
             return;
         };
         let first = self.first_seq();
@@ -646,6 +658,62 @@ mod tests {
                 .any(|(start, end)| (*start..*end).contains(&offset)),
             "{ranges:?} misses {offset}"
         );
+    }
+
+    #[test]
+    fn a_stale_device_stops_holding_what_the_others_acknowledged() {
+        let day = 24 * 3600 * 1000;
+        let ack = |device: &str, seq: u64, at_ms: i64| {
+            Record::Cursor(CursorRecord {
+                app: 1,
+                owner: Cow::Owned("b".into()),
+                device: Cow::Owned(device.into()),
+                seq,
+                at_ms,
+            })
+        };
+        let mut s = State {
+            stale_device_ms: 30 * day,
+            ..State::default()
+        };
+        let mut offset = 0;
+        for seq in 1..=10u64 {
+            s.apply(&message("a", "b", seq, seq, None), offset, offset + 10)
+                .unwrap();
+            offset += 10;
+        }
+        let mut apply = |s: &mut State, r: &Record<'_>| {
+            s.apply(r, offset, offset + 10).unwrap();
+            offset += 10;
+        };
+        apply(&mut s, &ack("old", 2, 0));
+        apply(&mut s, &ack("phone", 9, 29 * day));
+        assert_eq!(
+            s.inbox_after(1, "b", 0, 100).len(),
+            8,
+            "old is not stale yet"
+        );
+        apply(&mut s, &ack("phone", 9, 31 * day));
+        assert_eq!(
+            s.inbox_after(1, "b", 0, 100)
+                .iter()
+                .map(|(seq, _)| *seq)
+                .collect::<Vec<_>>(),
+            vec![10],
+            "old is stale: only what phone has not acknowledged is kept"
+        );
+        // Back again, old reads on from the first entry kept.
+        assert_eq!(s.inbox_after(1, "b", 2, 100).len(), 1);
+        // Without the setting, a device holds its entries for ever.
+        let mut never = State::default();
+        for seq in 1..=3u64 {
+            never
+                .apply(&message("a", "b", seq, seq, None), seq * 10, seq * 10 + 10)
+                .unwrap();
+        }
+        never.apply(&ack("old", 1, 0), 40, 50).unwrap();
+        never.apply(&ack("phone", 3, 365 * day), 50, 60).unwrap();
+        assert_eq!(never.inbox_after(1, "b", 0, 100).len(), 2);
     }
 
     #[test]
