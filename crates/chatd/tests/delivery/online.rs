@@ -89,6 +89,58 @@ async fn two_devices_both_receive_and_each_acknowledges_its_own() {
 }
 
 #[tokio::test]
+async fn a_device_back_after_going_stale_resumes_after_what_the_others_acknowledged() {
+    let server = TestServer::start_with(&[("CHATD_STORAGE_STALE_DEVICE_SECS", "1")]);
+    let admin = server.admin();
+    let mut laptop = connect(&server, "bob", "laptop").await;
+    let mut phone = connect(&server, "bob", "phone").await;
+    admin.send_text("alice", &["bob"], "one").await.unwrap();
+    for d in [&mut laptop, &mut phone] {
+        let (seq, _) = d.next_message(WAIT).await.unwrap();
+        d.ack(seq).await.unwrap();
+    }
+    laptop.close().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for text in ["two", "three"] {
+        admin.send_text("alice", &["bob"], text).await.unwrap();
+        let (seq, _) = phone.next_message(WAIT).await.unwrap();
+        phone.ack(seq).await.unwrap();
+    }
+    // The phone's position is saved as it leaves; until then the laptop's
+    // older one counts "two" and "three" as still offline.
+    phone.close().await;
+    let offline = || async {
+        admin
+            .call(reqwest::Method::GET, "/users/bob/offline_msg_count", None)
+            .await
+            .unwrap()
+            .body["data"]["bob"]
+            .clone()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while offline().await != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the phone's position was never saved"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    admin.send_text("alice", &["bob"], "four").await.unwrap();
+
+    let mut laptop = connect(&server, "bob", "laptop").await;
+    let (_, m) = laptop.next_message(WAIT).await.unwrap();
+    let first = m["payload"]["bodies"][0]["msg"].clone();
+    if std::env::var("CHATD_TEST_STORAGE_ENGINE").as_deref() == Ok("sqlite") {
+        // SQLite keeps every entry: a returning device gets all it missed.
+        assert_eq!(first, "two");
+    } else {
+        // The journal forgot, for the stale laptop, what the phone had.
+        assert_eq!(first, "four");
+        assert_quiet(&mut laptop, 200).await;
+    }
+}
+
+#[tokio::test]
 async fn sync_device_copies_to_the_senders_online_devices() {
     let server = TestServer::start();
     let admin = server.admin();
