@@ -120,7 +120,7 @@ impl JournalStore {
         let snapshot_at = snapshot.as_ref().map_or(0, |s| s.applied_to);
         let mut state = snapshot.unwrap_or_default();
         state.stale_device_ms = opts.stale_device_ms;
-        let (state, end) = recover(&files, state)?;
+        let (state, end) = recover(&files, state, UNSYNCED_SPAN)?;
         let segment = layout.segment(end);
         layout.remove_leftovers(segment)?;
         let current = if layout.path(segment).exists() {
@@ -240,11 +240,25 @@ fn create_dir_durably(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How far past the last whole record a crash can leave written bytes: one
+/// batch (the pending bytes, plus the record that went past them) is
+/// written at a time, after the one before it was synced; in log offsets
+/// twice that, since a record that does not fit in a segment leaves the
+/// rest of it unused.
+const UNSYNCED_SPAN: u64 = 2
+    * (writer::MAX_PENDING_BYTES
+        + record::MAX_PAYLOAD
+        + record::FRAME_HEADER
+        + record::SEGMENT_END_FRAME) as u64;
+
 /// Replays the log after what `state` holds; returns the state and where
 /// the next record goes. What follows the last whole record can only be a
 /// write that was never acknowledged: it is zeroed, and later segments are
-/// removed, so that no later crash can bring it back.
-fn recover(files: &Files, mut state: State) -> Result<(State, u64)> {
+/// removed, so that no later crash can bring it back. A segment further on
+/// than such a write could reach (`unsynced_span`) means the log is damaged
+/// where the replay stopped, with acknowledged records after it: the
+/// journal is not opened rather than have them discarded.
+fn recover(files: &Files, mut state: State, unsynced_span: u64) -> Result<(State, u64)> {
     let layout = &files.layout;
     let segments = layout.segments()?;
     if segments.is_empty() && state.applied_to > 0 {
@@ -267,6 +281,21 @@ fn recover(files: &Files, mut state: State) -> Result<(State, u64)> {
     };
     let at = scan.offset();
     let last = layout.segment(at);
+    if let Some(beyond) = segments
+        .iter()
+        .find(|s| layout.start(**s) >= at.saturating_add(unsynced_span))
+    {
+        return Err(StorageError::Corrupt(format!(
+            "journal: the log cannot be read past offset {at} (segment {}), yet segment {} \
+             and maybe others after it hold later records, which a crash cannot explain: \
+             the disk lost data there. Nothing was changed. Restore {} from a backup, or \
+             move the segments after {} aside to start with the log up to that point",
+            layout.path(last).display(),
+            layout.path(*beyond).display(),
+            layout.dir.display(),
+            layout.path(last).display(),
+        )));
+    }
     for s in segments.iter().filter(|s| **s > last) {
         layout.remove(*s)?;
     }

@@ -202,6 +202,51 @@ async fn garbage_after_the_end_is_cleared_and_later_segments_removed() {
 }
 
 #[tokio::test]
+async fn damage_in_the_middle_of_the_log_is_refused_not_cut_off() {
+    // With segments of 4 KiB, a span of 16 KiB stands for "further than a
+    // crash's unsynced batch reaches" (the real span is tens of MiB).
+    let span = 4 * 4096;
+    let dir = tempfile::tempdir().unwrap();
+    let store = JournalStore::open(small(dir.path(), 4096, 1 << 40)).unwrap();
+    for i in 0..2000u64 {
+        store
+            .append_message(message(1, &["a"], 10 + i))
+            .await
+            .unwrap();
+    }
+    let image = crash_image(dir.path());
+    store.close().await;
+    let journal = JournalOptions::in_dir(image.path()).dir;
+    let files = Files::new(Layout {
+        dir: journal.clone(),
+        segment_bytes: 4096,
+    });
+    let segments = files.layout.segments().unwrap();
+    assert!(segments.len() > 8, "{segments:?}");
+    // The whole log replays with the small span: no false alarm.
+    let (_, end) = recover(&files, State::default(), span).unwrap();
+    assert!(end > 8 * 4096);
+
+    // A record of the second segment loses its header (a sector the disk
+    // lost): the replay cannot go on, yet many segments follow.
+    let second = journal.join(format!("{:010}.seg", segments[1]));
+    let mut raw = std::fs::read(&second).unwrap();
+    raw[0..8].fill(0xEE);
+    std::fs::write(&second, &raw).unwrap();
+    let files = Files::new(files.layout.clone());
+    match recover(&files, State::default(), span) {
+        Err(StorageError::Corrupt(why)) => assert!(why.contains("cannot be read past"), "{why}"),
+        other => panic!("expected a refusal, got {:?}", other.map(|(_, end)| end)),
+    }
+    assert_eq!(
+        files.layout.segments().unwrap(),
+        segments,
+        "nothing removed"
+    );
+    assert_eq!(std::fs::read(&second).unwrap(), raw, "nothing zeroed");
+}
+
+#[tokio::test]
 async fn snapshots_are_taken_and_replay_starts_after_them() {
     let dir = tempfile::tempdir().unwrap();
     let opts = |d: &Path| small(d, 1 << 16, 4096);
