@@ -61,6 +61,10 @@ impl Layout {
     /// Writes a zero-filled segment and puts it under its `.new` name once
     /// whole and synced (never before, so a `.new` file is always whole).
     pub fn prepare(&self, segment: u64) -> io::Result<()> {
+        if self.prepared_path(segment).exists() {
+            // Whole already (a previous run's): 64 MiB not written again.
+            return Ok(());
+        }
         static UNIQUE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = UNIQUE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temp = self
@@ -389,6 +393,18 @@ mod tests {
             dir: dir.to_path_buf(),
             segment_bytes: size,
         }
+    }
+
+    #[test]
+    fn a_prepared_segment_is_not_written_again() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let l = layout(dir.path(), 8192);
+        l.prepare(3).unwrap();
+        let inode = std::fs::metadata(l.prepared_path(3)).unwrap().ino();
+        l.prepare(3).unwrap();
+        assert_eq!(std::fs::metadata(l.prepared_path(3)).unwrap().ino(), inode);
+        assert_eq!(std::fs::read(l.prepared_path(3)).unwrap(), vec![0u8; 8192]);
     }
 
     fn mark(i: i64) -> Record<'static> {
