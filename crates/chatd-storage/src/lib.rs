@@ -47,7 +47,11 @@ pub trait Store: AppStore + 'static {
     /// asked, updates conversation lists); returns each entry's inbox
     /// position, in the order of `msg.recipients`.
     async fn append_message(&self, msg: NewMessage) -> Result<Vec<StoredRecipient>>;
-    /// Entries of `owner`'s inbox with `seq > after`, oldest first.
+    /// Entries of `owner`'s inbox with `seq > after`, oldest first. An
+    /// engine may have let go of entries that every device of `owner`
+    /// acknowledged (the journal does, and also of those a stale device
+    /// alone had not): asked for positions before what it keeps, it answers
+    /// from the first entry it keeps.
     async fn inbox_after(
         &self,
         app: i64,
