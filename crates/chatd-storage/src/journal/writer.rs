@@ -183,12 +183,16 @@ impl Shared {
             let (offset, rx) = p.push(self, &Record::Message(MessageRecord::of(&msg, &links)))?;
             let batch = p.batch;
             for (idx, (r, s)) in msg.recipients.iter().zip(&stored).enumerate() {
-                p.assigned
-                    .insert(KeyBuf::user(msg.app, &r.owner).to_key(), (s.seq, batch));
+                upsert(
+                    &mut p.assigned,
+                    KeyBuf::user(msg.app, &r.owner),
+                    (s.seq, batch),
+                );
                 if r.kind != EntryKind::SyncCopy {
                     let head = EntryRef::new(offset, idx, r.kind);
-                    p.heads.insert(
-                        KeyBuf::pair(msg.app, &msg.from, &r.owner).to_key(),
+                    upsert(
+                        &mut p.heads,
+                        KeyBuf::pair(msg.app, &msg.from, &r.owner),
                         (head, batch),
                     );
                 }
@@ -650,6 +654,17 @@ impl Committer {
 pub(crate) const FAULT_FAIL: u8 = 1;
 #[cfg(test)]
 pub(crate) const FAULT_PANIC: u8 = 2;
+
+/// Sets `key`'s value, allocating the key only when it is new (an inbox or
+/// conversation active in recent batches is usually there already).
+fn upsert<V>(map: &mut FastMap<Box<[u8]>, V>, key: KeyBuf, value: V) {
+    match map.get_mut(key.as_slice()) {
+        Some(v) => *v = value,
+        None => {
+            map.insert(key.to_key(), value);
+        }
+    }
+}
 
 /// Answers every caller of a batch that will not be written.
 fn fail_all(ops: &mut Vec<Op>, why: &str) {
