@@ -499,16 +499,15 @@ fn history(
     before: Option<u64>,
     limit: usize,
 ) -> Result<Vec<InboxEntry>> {
-    if let Some(cursor) = before {
-        let after_cursor = walk_history(shared, app, user, peer, limit, Start::After(cursor))?;
-        if let Some(page) = after_cursor {
-            return Ok(page);
-        }
-        return Ok(
-            walk_history(shared, app, user, peer, limit, Start::Below(cursor))?.unwrap_or_default(),
-        );
-    }
-    Ok(walk_history(shared, app, user, peer, limit, Start::Newest)?.unwrap_or_default())
+    let walk = |start| walk_history(shared, app, user, peer, limit, start);
+    let page = match before {
+        None => walk(Start::Newest)?,
+        Some(cursor) => match walk(Start::After(cursor))? {
+            Some(page) => Some(page),
+            None => walk(Start::Below(cursor))?,
+        },
+    };
+    Ok(page.unwrap_or_default())
 }
 
 #[derive(Clone, Copy)]
