@@ -266,6 +266,21 @@ fn recover(files: &Files, mut state: State, unsynced_span: u64) -> Result<(State
             "journal: a snapshot but no log".into(),
         ));
     }
+    // Segments are made one after the other and never removed below the
+    // end of the log: one missing under what the snapshot holds was lost,
+    // and the messages written there with it, which the state still lists.
+    if let Some(held) = state.applied_to.checked_sub(1).map(|o| layout.segment(o)) {
+        if let Some(missing) = (0..=held).find(|s| segments.binary_search(s).is_err()) {
+            return Err(StorageError::Corrupt(format!(
+                "journal: the snapshot holds the log up to offset {}, but {} is missing: the \
+                 messages written there cannot be read. Nothing was changed. Restore {} from \
+                 a backup",
+                state.applied_to,
+                layout.path(missing).display(),
+                layout.dir.display(),
+            )));
+        }
+    }
     let started = std::time::Instant::now();
     let mut scan = Scanner::new(files, state.applied_to);
     let mut records = 0u64;

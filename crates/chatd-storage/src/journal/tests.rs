@@ -611,3 +611,121 @@ fn runs_of_entries_are_read_together_only_when_close() {
     let dense: Vec<u64> = (0..20_000).map(|i| i * 300).collect();
     assert_eq!(run_window(&at(&dense)), RUN_WINDOW);
 }
+
+/// Polls `fut` once; true if it is done.
+fn poll_once<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    fut.poll(&mut cx).is_ready()
+}
+
+#[tokio::test]
+async fn callers_waiting_for_room_go_in_first_come_first_served() {
+    // A send takes its message id before it waits for room; one that later
+    // callers keep passing could fall behind every id the journal remembers
+    // and be refused as a copy. Once any caller waits, newcomers queue.
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(JournalStore::open(small(dir.path(), 64 << 20, 1 << 40)).unwrap());
+    let append = |msg: NewMessage| {
+        let store = store.clone();
+        tokio::spawn(async move { store.append_message(msg).await })
+    };
+    // The disk stalls in the write of a first message...
+    store.shared.fault.store(writer::FAULT_STALL, SeqCst);
+    let first = append(message(1, &["q"], 10));
+    while store.shared.fault.load(SeqCst) != writer::STALLED {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // ...while the pending batch fills past its bound.
+    let mut fillers = Vec::new();
+    let mut id = 100;
+    while store.shared.pending().0 < writer::MAX_PENDING_BYTES {
+        let mut big = message(1, &["filler"], id);
+        big.body = "x".repeat(1 << 20);
+        let before = store.shared.pending().0;
+        fillers.push(append(big));
+        while store.shared.pending().0 == before {
+            tokio::task::yield_now().await;
+        }
+        id += 1;
+    }
+    let early = append(message(1, &["q"], 50_000));
+    while store.shared.pending().1 != 1 {
+        tokio::task::yield_now().await;
+    }
+    // One that gives up while queued leaves the queue.
+    {
+        let mut gone = std::pin::pin!(store.append_message(message(1, &["q"], 50_001)));
+        assert!(!poll_once(gone.as_mut()));
+        assert_eq!(store.shared.pending().1, 2);
+    }
+    assert_eq!(store.shared.pending().1, 1);
+    // The disk comes back: the commit thread takes the full batch, and
+    // there is room. This thread blocks meanwhile, so the early caller,
+    // woken, has not run yet when a later one comes.
+    store.shared.fault.store(0, SeqCst);
+    while store.shared.pending().0 != 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut late = std::pin::pin!(store.append_message(message(1, &["q"], 50_002)));
+    assert!(!poll_once(late.as_mut()));
+    let early = early.await.unwrap().unwrap();
+    let late = late.await.unwrap();
+    assert!(
+        early[0].seq < late[0].seq,
+        "the later caller went first: {early:?} {late:?}"
+    );
+    assert_eq!(store.shared.pending().1, 0);
+    first.await.unwrap().unwrap();
+    for f in fillers {
+        f.await.unwrap().unwrap();
+    }
+    let inbox = ids(&store.inbox_after(1, "q", 0, 10).await.unwrap());
+    assert_eq!(inbox, vec![10, 50_000, 50_002]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_segment_lost_under_the_snapshot_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = |d: &Path| small(d, 4096, 1 << 40);
+    let store = JournalStore::open(opts(dir.path())).unwrap();
+    for i in 0..300u64 {
+        store
+            .append_message(message(1, &["a"], 10 + i))
+            .await
+            .unwrap();
+    }
+    // Closing snapshots everything: the next open replays nothing.
+    store.close().await;
+    drop(store);
+    let journal = |d: &Path| JournalOptions::in_dir(d).dir;
+    assert!(journal(dir.path()).join("snapshot").exists());
+    let segment = |d: &Path, n: u64| journal(d).join(format!("{n:010}.seg"));
+    assert!(
+        segment(dir.path(), 3).exists(),
+        "the test needs several segments"
+    );
+
+    for lost in [1, last_segment_number(dir.path())] {
+        let image = crash_image(dir.path());
+        std::fs::remove_file(segment(image.path(), lost)).unwrap();
+        match JournalStore::open(opts(image.path())) {
+            Err(StorageError::Corrupt(why)) => {
+                assert!(why.contains(&format!("{lost:010}.seg")), "{why}")
+            }
+            Err(e) => panic!("segment {lost}: {e:?}"),
+            Ok(_) => panic!("opened without segment {lost}, whose messages it lists"),
+        }
+    }
+    // Untouched, it opens with everything.
+    let again = JournalStore::open(opts(dir.path())).unwrap();
+    assert_eq!(again.offline_count(1, "a").await.unwrap(), 300);
+    again.close().await;
+}
+
+fn last_segment_number(dir: &Path) -> u64 {
+    let path = last_segment(dir);
+    path.file_stem().unwrap().to_string_lossy().parse().unwrap()
+}

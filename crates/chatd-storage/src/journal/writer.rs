@@ -58,6 +58,11 @@ pub(crate) struct Shared {
     work: Condvar,
     /// Callers wait here for room in the pending batch.
     room: Notify,
+    /// Callers that found no room take turns here, first come first served
+    /// (the mutex is fair), so that no send waits while later ones pass it:
+    /// a message id is taken before its send waits, and one that too many
+    /// newer ids overtake could no longer be told from a copy.
+    turns: tokio::sync::Mutex<()>,
     /// The journal's lock file, held (by the store and its commit thread)
     /// while the log may be written: one process writes a log at a time.
     _lock: File,
@@ -89,6 +94,9 @@ struct Pending {
     /// rather than freed on the commit thread and allocated again here).
     spare: Spare,
     ids: RecentIds,
+    /// Callers waiting for room or for their turn to: while any are, a new
+    /// caller joins the queue even if there is room now.
+    queued: usize,
     closing: bool,
     failed: Option<String>,
 }
@@ -110,11 +118,13 @@ impl Shared {
                 sleeping: false,
                 spare: Spare::default(),
                 ids: RecentIds::new(floor),
+                queued: 0,
                 closing: false,
                 failed: None,
             }),
             work: Condvar::new(),
             room: Notify::new(),
+            turns: tokio::sync::Mutex::new(()),
             _lock: lock,
             #[cfg(test)]
             fault: std::sync::atomic::AtomicU8::new(0),
@@ -129,21 +139,30 @@ impl Shared {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for room in the pending batch and locks it.
+    /// Waits for room in the pending batch and locks it. Callers are let in
+    /// in the order they came once any had to wait.
     async fn lock_with_room(&self) -> Result<std::sync::MutexGuard<'_, Pending>> {
+        {
+            let mut p = self.lock();
+            p.usable()?;
+            if p.queued == 0 && p.has_room() {
+                return Ok(p);
+            }
+            p.queued += 1;
+        }
+        // Leaves the queue however this ends, a dropped request included.
+        let queued = Queued(self);
+        let _turn = self.turns.lock().await;
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let p = self.lock();
-                if let Some(why) = &p.failed {
-                    return Err(StorageError::Failed(why.clone()));
-                }
-                if p.closing {
-                    return Err(StorageError::Closed);
-                }
-                if p.buf.len() < MAX_PENDING_BYTES {
+                let mut p = self.lock();
+                p.usable()?;
+                if p.has_room() {
+                    std::mem::forget(queued);
+                    p.queued -= 1;
                     return Ok(p);
                 }
             }
@@ -234,7 +253,7 @@ impl Shared {
         }
         let (batch, waiters) = {
             let p = &mut *guard;
-            let waiters = p.buf.len() >= MAX_PENDING_BYTES;
+            let waiters = !p.has_room() || p.queued > 0;
             let Spare { buf, mut runs, ops } = std::mem::take(&mut p.spare);
             runs.push((p.next, 0));
             let batch = Batch {
@@ -262,6 +281,13 @@ impl Shared {
         Some(batch)
     }
 
+    /// Bytes pending, and callers queued for room.
+    #[cfg(test)]
+    pub fn pending(&self) -> (usize, usize) {
+        let p = self.lock();
+        (p.buf.len(), p.queued)
+    }
+
     /// Gives a written batch's buffers back for reuse.
     fn recycle(&self, mut batch: Batch) {
         batch.buf.clear();
@@ -272,6 +298,15 @@ impl Shared {
             runs: batch.runs,
             ops: batch.ops,
         };
+    }
+}
+
+/// A caller's place in the queue for room, given up when dropped.
+struct Queued<'a>(&'a Shared);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.lock().queued -= 1;
     }
 }
 
@@ -297,6 +332,21 @@ struct Spare {
 const SWEEP_AT: usize = if cfg!(test) { 64 } else { 1 << 16 };
 
 impl Pending {
+    /// Whether writes can still be taken.
+    fn usable(&self) -> Result<()> {
+        if let Some(why) = &self.failed {
+            return Err(StorageError::Failed(why.clone()));
+        }
+        if self.closing {
+            return Err(StorageError::Closed);
+        }
+        Ok(())
+    }
+
+    fn has_room(&self) -> bool {
+        self.buf.len() < MAX_PENDING_BYTES
+    }
+
     /// Each recipient's inbox position and link to the previous entry of
     /// its conversation. They do not depend on where the record lands, and
     /// decide its bytes.
@@ -569,6 +619,14 @@ impl Committer {
             .swap(0, std::sync::atomic::Ordering::SeqCst)
         {
             0 => {}
+            FAULT_STALL => {
+                // A slow disk: nothing is written until the test says so.
+                let fault = &self.shared.fault;
+                fault.store(STALLED, std::sync::atomic::Ordering::SeqCst);
+                while fault.load(std::sync::atomic::Ordering::SeqCst) == STALLED {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
             FAULT_FAIL => {
                 // As long as a slow device's failure takes: callers join
                 // the next batch meanwhile.
@@ -648,12 +706,17 @@ impl Committer {
     }
 }
 
-/// [`Shared::fault`]: the next write fails; any other non-zero value:
-/// it panics.
+/// [`Shared::fault`]: the next write fails; [`FAULT_PANIC`]: it panics.
 #[cfg(test)]
 pub(crate) const FAULT_FAIL: u8 = 1;
 #[cfg(test)]
 pub(crate) const FAULT_PANIC: u8 = 2;
+/// [`Shared::fault`]: the next write waits, showing [`STALLED`] there
+/// until the value is changed.
+#[cfg(test)]
+pub(crate) const FAULT_STALL: u8 = 3;
+#[cfg(test)]
+pub(crate) const STALLED: u8 = 4;
 
 /// Sets `key`'s value, allocating the key only when it is new (an inbox or
 /// conversation active in recent batches is usually there already).
