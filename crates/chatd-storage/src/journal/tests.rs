@@ -53,6 +53,17 @@ fn last_segment(dir: &Path) -> PathBuf {
     segs.pop().unwrap()
 }
 
+/// Stores `n` messages to `a` (ids 10, 11, …) and closes the store.
+async fn fill_and_close(store: JournalStore, n: u64) {
+    for i in 0..n {
+        store
+            .append_message(message(1, &["a"], 10 + i))
+            .await
+            .unwrap();
+    }
+    store.close().await;
+}
+
 #[tokio::test]
 async fn acknowledged_messages_are_in_a_crash_image() {
     let dir = tempfile::tempdir().unwrap();
@@ -532,15 +543,11 @@ async fn a_directory_of_another_format_is_refused() {
 #[tokio::test]
 async fn a_log_keeps_the_segment_size_it_was_made_with() {
     let dir = tempfile::tempdir().unwrap();
-    let store = JournalStore::open(small(dir.path(), 8192, 1 << 40)).unwrap();
-    for i in 0..50 {
-        store
-            .append_message(message(1, &["a"], 10 + i))
-            .await
-            .unwrap();
-    }
-    store.close().await;
-    drop(store);
+    fill_and_close(
+        JournalStore::open(small(dir.path(), 8192, 1 << 40)).unwrap(),
+        50,
+    )
+    .await;
     let store = JournalStore::open(small(dir.path(), 1 << 20, 1 << 40)).unwrap();
     assert_eq!(store.inbox_after(1, "a", 0, 100).await.unwrap().len(), 50);
     store.append_message(message(1, &["a"], 100)).await.unwrap();
@@ -690,16 +697,8 @@ async fn callers_waiting_for_room_go_in_first_come_first_served() {
 async fn a_segment_lost_under_the_snapshot_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let opts = |d: &Path| small(d, 4096, 1 << 40);
-    let store = JournalStore::open(opts(dir.path())).unwrap();
-    for i in 0..300u64 {
-        store
-            .append_message(message(1, &["a"], 10 + i))
-            .await
-            .unwrap();
-    }
     // Closing snapshots everything: the next open replays nothing.
-    store.close().await;
-    drop(store);
+    fill_and_close(JournalStore::open(opts(dir.path())).unwrap(), 300).await;
     let journal = |d: &Path| JournalOptions::in_dir(d).dir;
     assert!(journal(dir.path()).join("snapshot").exists());
     let segment = |d: &Path, n: u64| journal(d).join(format!("{n:010}.seg"));
