@@ -107,6 +107,10 @@ pub struct Cli {
     /// Recipients the send scenario spreads its requests over.
     #[arg(long)]
     pool_users: Option<usize>,
+    /// Rounds of each send cell (the ceiling, then chatd), one after the
+    /// other; the send target is judged on the median ratio of its rounds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
     /// Connected users of the end-to-end scenario.
     #[arg(long, value_delimiter = ',')]
     e2e_users: Option<Vec<usize>>,
@@ -143,6 +147,7 @@ pub struct Params {
     pub recipients: Vec<usize>,
     pub presence: Vec<Presence>,
     pub pool_users: usize,
+    pub repeat: usize,
     pub e2e_users: Vec<usize>,
     pub e2e_rates: Vec<u64>,
     pub e2e_warmup_s: f64,
@@ -174,6 +179,7 @@ impl Params {
                 .clone()
                 .unwrap_or(vec![Presence::Offline, Presence::Online]),
             pool_users: c.pool_users.unwrap_or(if q { 100 } else { 1000 }),
+            repeat: c.repeat as usize,
             e2e_users: c.e2e_users.clone().unwrap_or(if q {
                 vec![100]
             } else {

@@ -202,7 +202,7 @@ pub fn write_all(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let offline1: Vec<_> = report
         .send
         .iter()
-        .filter(|c| c.recipients == 1 && !c.online)
+        .filter(|c| c.recipients == 1 && !c.online && c.round == 0)
         .collect();
     if !offline1.is_empty() {
         let mut series: Vec<Series> = offline1
@@ -212,7 +212,11 @@ pub fn write_all(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 points: latency_points(&c.load.hist),
             })
             .collect();
-        for c in report.ceiling.iter().filter(|c| c.recipients == 1) {
+        for c in report
+            .ceiling
+            .iter()
+            .filter(|c| c.recipients == 1 && c.round == 0)
+        {
             if c.concurrency == 64 || report.ceiling.len() <= 2 {
                 series.push(Series {
                     name: format!("ceiling c={}", c.concurrency),

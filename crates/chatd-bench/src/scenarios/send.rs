@@ -52,37 +52,41 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     let ceiling_ep = Endpoint::new(ceiling.addr, &ceiling.addr.to_string(), &path, Some(&token));
     for &r in &p.recipients {
         for &c in &p.concurrency {
-            let pool = p.pool_users.max(r);
-            let scratch: Vec<String> = (0..pool).map(|i| ctx.user("x", i)).collect();
-            progress.phase(format!("ceiling  c={c} rcpt={r}"));
-            let (load, _) = closed_loop(
-                &ceiling_ep,
-                Arc::new(bodies(&scratch, r)),
-                c,
-                p.window(),
-                &ctx.sources,
-                None,
-            )
-            .await;
-            report.ceiling.push(CeilingCell {
-                concurrency: c,
-                recipients: r,
-                load,
-            });
-            for presence in &p.presence {
-                let online = *presence == crate::Presence::Online;
-                let cell = cell(ctx, t, &ep, c, r, online).await?;
-                let cell = report.with_ratios(cell);
-                progress.note(&format!(
-                    "send {} c={c} rcpt={r}: {:.0} req/s ({:.2} × ceiling), p99 {}, errors {}, lost {}",
-                    if online { "online " } else { "offline" },
-                    cell.load.rps,
-                    cell.ratio_rps.unwrap_or(0.0),
-                    crate::stats::fmt_us(cell.load.latency.p99_us),
-                    cell.load.error_count,
-                    cell.lost
-                ));
-                report.send.push(cell);
+            for round in 0..p.repeat {
+                let pool = p.pool_users.max(r);
+                let scratch: Vec<String> = (0..pool).map(|i| ctx.user("x", i)).collect();
+                progress.phase(format!("ceiling  c={c} rcpt={r}{}", round_label(round)));
+                let (load, _) = closed_loop(
+                    &ceiling_ep,
+                    Arc::new(bodies(&scratch, r)),
+                    c,
+                    p.window(),
+                    &ctx.sources,
+                    None,
+                )
+                .await;
+                report.ceiling.push(CeilingCell {
+                    concurrency: c,
+                    recipients: r,
+                    round,
+                    load,
+                });
+                for presence in &p.presence {
+                    let online = *presence == crate::Presence::Online;
+                    let cell = cell(ctx, t, &ep, (c, r, round), online).await?;
+                    let cell = report.with_ratios(cell);
+                    progress.note(&format!(
+                        "send {} c={c} rcpt={r}{}: {:.0} req/s ({:.2} × ceiling), p99 {}, errors {}, lost {}",
+                        if online { "online " } else { "offline" },
+                        round_label(round),
+                        cell.load.rps,
+                        cell.ratio_rps.unwrap_or(0.0),
+                        crate::stats::fmt_us(cell.load.latency.p99_us),
+                        cell.load.error_count,
+                        cell.lost
+                    ));
+                    report.send.push(cell);
+                }
             }
         }
     }
@@ -91,18 +95,27 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `#2`, `#3`, … for the rounds after the first.
+fn round_label(round: usize) -> String {
+    if round == 0 {
+        String::new()
+    } else {
+        format!(" #{}", round + 1)
+    }
+}
+
 async fn cell(
     ctx: &Ctx,
     t: &Target,
     ep: &Endpoint,
-    c: usize,
-    r: usize,
+    (c, r, round): (usize, usize, usize),
     online: bool,
 ) -> anyhow::Result<SendCell> {
     let p = &ctx.params;
     let progress = Progress::global();
     let pool = p.pool_users.max(r);
-    let scope = format!("s{}c{c}r{r}", if online { "n" } else { "f" });
+    // Users of their own per round: the check counts what each inbox holds.
+    let scope = format!("s{}c{c}r{r}n{round}", if online { "n" } else { "f" });
     let users: Vec<String> = (0..pool).map(|i| ctx.user(&scope, i)).collect();
     let receivers = if online {
         progress.phase(format!(
@@ -151,6 +164,7 @@ async fn cell(
     Ok(SendCell {
         concurrency: c,
         recipients: r,
+        round,
         online,
         msgs_per_s: load.rps * r as f64,
         ratio_rps: None,
