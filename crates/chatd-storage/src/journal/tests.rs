@@ -728,3 +728,62 @@ fn last_segment_number(dir: &Path) -> u64 {
     let path = last_segment(dir);
     path.file_stem().unwrap().to_string_lossy().parse().unwrap()
 }
+
+/// Stores messages to `a` from id `*next` on until the log reaches `to`.
+async fn write_until(store: &JournalStore, to: u64, next: &mut u64) {
+    while store.shared.read_state().applied_to < to {
+        store
+            .append_message(message(1, &["a"], *next))
+            .await
+            .unwrap();
+        *next += 1;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_snapshot_is_tried_again_soon() {
+    let dir = tempfile::tempdir().unwrap();
+    let every = 64 << 10;
+    let store = JournalStore::open(small(dir.path(), 1 << 20, every)).unwrap();
+    let journal = JournalOptions::in_dir(dir.path()).dir;
+    let snapshot = journal.join("snapshot");
+    // A directory where the snapshot's temporary file goes: saving fails.
+    let blocker = journal.join("snapshot.new");
+    std::fs::create_dir(&blocker).unwrap();
+    let mut id = 10;
+    write_until(&store, every + 1024, &mut id).await;
+    // The commits after the failed try see it fail.
+    write_until(&store, every + 8192, &mut id).await;
+    assert!(!snapshot.exists());
+    std::fs::remove_dir(&blocker).unwrap();
+    // The next try comes within a quarter of the interval, not a whole one.
+    write_until(&store, every + every / 4, &mut id).await;
+    for _ in 0..250 {
+        if snapshot.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(snapshot.exists(), "no second try within a quarter interval");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn closing_after_a_failed_snapshot_writes_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let every = 16 << 10;
+    let store = JournalStore::open(small(dir.path(), 1 << 20, every)).unwrap();
+    let journal = JournalOptions::in_dir(dir.path()).dir;
+    let blocker = journal.join("snapshot.new");
+    std::fs::create_dir(&blocker).unwrap();
+    // The last write starts a snapshot, which fails; nothing is written after.
+    let mut id = 10;
+    write_until(&store, every, &mut id).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    std::fs::remove_dir(&blocker).unwrap();
+    store.close().await;
+    let taken = snapshot::load(&journal)
+        .unwrap()
+        .expect("no snapshot at close");
+    assert_eq!(taken.applied_to, store.shared.read_state().applied_to);
+}

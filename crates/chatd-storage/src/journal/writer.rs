@@ -495,6 +495,18 @@ pub(crate) struct SnapshotPolicy {
     pub last_at: u64,
 }
 
+impl SnapshotPolicy {
+    /// After a snapshot failed (a full disk, say): the next try comes after
+    /// an eighth of the interval rather than a whole one, since every byte
+    /// until then is replayed at the next start; not at once, which could
+    /// keep a thread rewriting a large snapshot against a disk that refuses it.
+    fn retry_soon(&mut self) {
+        self.last_at = self
+            .last_at
+            .saturating_sub(self.every_bytes - self.every_bytes / 8);
+    }
+}
+
 /// The commit thread.
 pub(crate) struct Committer {
     shared: Arc<Shared>,
@@ -503,7 +515,8 @@ pub(crate) struct Committer {
     /// Makes the next segment ready ahead of need.
     preparer: std::sync::mpsc::Sender<u64>,
     snapshots: SnapshotPolicy,
-    snapshot_thread: Option<std::thread::JoinHandle<()>>,
+    /// Writes a snapshot; says whether it did.
+    snapshot_thread: Option<std::thread::JoinHandle<bool>>,
 }
 
 impl Committer {
@@ -659,17 +672,19 @@ impl Committer {
     }
 
     fn maybe_snapshot(&mut self) {
-        let applied = self.shared.read_state().applied_to;
-        if applied - self.snapshots.last_at < self.snapshots.every_bytes {
-            return;
-        }
         if let Some(h) = &self.snapshot_thread {
             if !h.is_finished() {
                 return;
             }
         }
         if let Some(h) = self.snapshot_thread.take() {
-            let _ = h.join();
+            if !matches!(h.join(), Ok(true)) {
+                self.snapshots.retry_soon();
+            }
+        }
+        let applied = self.shared.read_state().applied_to;
+        if applied - self.snapshots.last_at < self.snapshots.every_bytes {
+            return;
         }
         // O(1): the maps are persistent.
         let state = self.shared.read_state().clone();
@@ -680,25 +695,36 @@ impl Committer {
             .spawn(move || {
                 let started = Instant::now();
                 match snapshot::save(&dir, &state) {
-                    Ok(()) => metrics::histogram!("chatd_storage_snapshot_seconds")
-                        .record(started.elapsed().as_secs_f64()),
-                    Err(e) => tracing::warn!(error = %e, "journal snapshot failed"),
+                    Ok(()) => {
+                        metrics::histogram!("chatd_storage_snapshot_seconds")
+                            .record(started.elapsed().as_secs_f64());
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "journal snapshot failed");
+                        false
+                    }
                 }
             })
             .ok();
+        if self.snapshot_thread.is_none() {
+            self.snapshots.retry_soon();
+        }
     }
 
     /// After the last batch: a snapshot of everything, so that the next
     /// open replays nothing.
     fn finish(&mut self) {
+        // Whether the newest snapshot on disk is of the state at `last_at`.
+        let mut saved = true;
         if let Some(h) = self.snapshot_thread.take() {
-            let _ = h.join();
+            saved = matches!(h.join(), Ok(true));
         }
         if self.shared.lock().failed.is_some() {
             return;
         }
         let state = self.shared.read_state().clone();
-        if state.applied_to != self.snapshots.last_at {
+        if !saved || state.applied_to != self.snapshots.last_at {
             if let Err(e) = snapshot::save(&self.shared.files.layout.dir, &state) {
                 tracing::warn!(error = %e, "journal snapshot at close failed");
             }
