@@ -212,12 +212,9 @@ pub fn write_all(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 points: latency_points(&c.load.hist),
             })
             .collect();
-        for c in report
-            .ceiling
-            .iter()
-            .filter(|c| c.recipients == 1 && c.round == 0)
-        {
-            if c.concurrency == 64 || report.ceiling.len() <= 2 {
+        let first_round: Vec<_> = report.ceiling.iter().filter(|c| c.round == 0).collect();
+        for c in first_round.iter().filter(|c| c.recipients == 1) {
+            if c.concurrency == 64 || first_round.len() <= 2 {
                 series.push(Series {
                     name: format!("ceiling c={}", c.concurrency),
                     points: latency_points(&c.load.hist),
