@@ -2,6 +2,7 @@
 
 use crate::bootstrap::{describe_app, ensure_default_app, open_store};
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use chatd_api::state::ClientSettings;
 use chatd_api::{ApiState, AppRegistry};
 use chatd_auth::Authenticator;
@@ -188,6 +189,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         app_name: default_app.app.app_name.clone(),
         app_id: default_app.app.app_id.clone(),
     };
+    // Without TCP_NODELAY a frame written while the previous one is still
+    // unacknowledged waits for the client's delayed ACK (≈ 40 ms on Linux):
+    // the second of two quick messages to one WebSocket arrived that late.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY not set on a connection: {e}");
+        }
+    });
     let server = axum::serve(
         listener,
         tower::make::Shared::new(chatd_api::service(state, web)),

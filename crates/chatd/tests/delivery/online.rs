@@ -3,6 +3,7 @@
 use crate::common::TestServer;
 use crate::{assert_quiet, connect, WAIT};
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn all_eight_types_arrive_online_with_their_fields() {
@@ -198,4 +199,53 @@ async fn route_online_reaches_only_devices_online_at_send_time() {
     assert_eq!(m["payload"]["bodies"][0]["msg"], "now or never");
     let mut tablet = connect(&server, "carol", "tablet").await;
     assert_quiet(&mut tablet, 300).await;
+}
+
+/// Two messages sent to one client a moment apart both arrive at once.
+/// Without TCP_NODELAY on the server's sockets the second frame, written
+/// while the first was unacknowledged at the TCP level, waited for the
+/// client's delayed ACK: ≈ 40 ms on Linux, in every round. The client here
+/// sends nothing between the two frames, as an SDK that acknowledges in
+/// batches would not. The median of the rounds is compared, with half the
+/// delayed-ACK time as the bound, so a slow moment of the machine does not
+/// decide it.
+#[tokio::test]
+async fn a_second_quick_message_is_not_held_back() {
+    let server = TestServer::start();
+    let admin = server.admin();
+    let mut bob = connect(&server, "bob", "phone").await;
+    // Enough traffic for the client's TCP to leave its quick-ACK start.
+    for i in 0..40 {
+        admin
+            .send_text("alice", &["bob"], &format!("warm-up {i}"))
+            .await
+            .unwrap();
+        let (seq, _) = bob.next_message(WAIT).await.unwrap();
+        bob.ack(seq).await.unwrap();
+    }
+    let mut waits = Vec::new();
+    for i in 0..15 {
+        let (first, second) = (format!("first {i}"), format!("second {i}"));
+        let (a, b) = tokio::join!(admin.send_text("alice", &["bob"], &first), async {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            admin.send_text("alice", &["bob"], &second).await
+        });
+        a.unwrap();
+        b.unwrap();
+        // Both are stored and acknowledged: from here on only delivery waits.
+        let acknowledged = Instant::now();
+        let (_, m1) = bob.next_message(WAIT).await.unwrap();
+        let (seq, m2) = bob.next_message(WAIT).await.unwrap();
+        waits.push(acknowledged.elapsed());
+        assert_eq!(m1["payload"]["bodies"][0]["msg"], first.as_str());
+        assert_eq!(m2["payload"]["bodies"][0]["msg"], second.as_str());
+        bob.ack(seq).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    waits.sort();
+    let median = waits[waits.len() / 2];
+    assert!(
+        median < Duration::from_millis(20),
+        "the second message arrived {median:?} after both were acknowledged (median; all: {waits:?})"
+    );
 }
