@@ -64,6 +64,10 @@ pub struct Config {
     pub storage_stale_device_secs: u64,
     /// Seconds given to in-flight requests at shutdown.
     pub shutdown_grace_secs: u64,
+    /// Seconds an HTTP connection may take to send a complete request head,
+    /// counted from its accept and, kept alive, from its last answer; it is
+    /// closed then. 0: no limit.
+    pub http_idle_secs: u64,
 
     /// How long uploaded chat files are kept, in seconds; afterwards they
     /// answer `file_expired` and a background sweep removes their bytes.
@@ -128,6 +132,7 @@ impl Default for Config {
             storage_readers: 4,
             storage_stale_device_secs: 30 * 24 * 3600,
             shutdown_grace_secs: 10,
+            http_idle_secs: 60,
             file_retention_secs: 7 * 24 * 3600,
             file_max_bytes: 10 * 1024 * 1024,
             thumbnail_size: 170,

@@ -4,6 +4,7 @@ mod bootstrap;
 mod cli;
 mod client_commands;
 mod commands;
+mod http_server;
 mod push;
 mod serve;
 

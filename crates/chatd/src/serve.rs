@@ -2,7 +2,6 @@
 
 use crate::bootstrap::{describe_app, ensure_default_app, open_store};
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use chatd_api::state::ClientSettings;
 use chatd_api::{ApiState, AppRegistry};
 use chatd_auth::Authenticator;
@@ -189,26 +188,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         app_name: default_app.app.app_name.clone(),
         app_id: default_app.app.app_id.clone(),
     };
-    // Without TCP_NODELAY a frame written while the previous one is still
-    // unacknowledged waits for the client's delayed ACK (≈ 40 ms on Linux):
-    // the second of two quick messages to one WebSocket arrived that late.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY not set on a connection: {e}");
-        }
-    });
-    let server = axum::serve(
+    let options = crate::http_server::HttpOptions {
+        idle: (config.http_idle_secs > 0).then(|| Duration::from_secs(config.http_idle_secs)),
+    };
+    let server = crate::http_server::serve(
         listener,
-        tower::make::Shared::new(chatd_api::service(state, web)),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
+        chatd_api::service(state, web),
+        options,
+        async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        },
+    );
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let mut stopping = stop_rx;
     tokio::select! {
-        r = server => r?,
+        () = server => {}
         _ = async {
             let _ = stopping.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;

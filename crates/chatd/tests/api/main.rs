@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod connections;
 mod durability;
 mod errors;
 mod limits;

@@ -249,3 +249,19 @@ async fn a_second_quick_message_is_not_held_back() {
         "the second message arrived {median:?} after both were acknowledged (median; all: {waits:?})"
     );
 }
+
+/// The HTTP idle limit ends connections that send no request; a WebSocket,
+/// once upgraded, is not one of them (its own pings keep it in check).
+#[tokio::test]
+async fn a_websocket_outlives_the_http_idle_limit() {
+    let server = TestServer::start_with(&[("CHATD_HTTP_IDLE_SECS", "1")]);
+    let mut bob = connect(&server, "bob", "phone").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server
+        .admin()
+        .send_text("alice", &["bob"], "still here")
+        .await
+        .unwrap();
+    let (_, m) = bob.next_message(WAIT).await.unwrap();
+    assert_eq!(m["payload"]["bodies"][0]["msg"], "still here");
+}
