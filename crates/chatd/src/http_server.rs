@@ -8,12 +8,12 @@
 //! at the TCP level waits for the client's delayed ACK (≈ 40 ms).
 
 use axum::body::Body;
+use chatd_api::Api;
 use hyper::body::Incoming;
 use hyper::rt::{Sleep, Timer};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 /// How connections are served.
 #[derive(Debug, Clone, Copy)]
@@ -32,23 +32,17 @@ pub struct HttpOptions {
     pub idle: Option<Duration>,
 }
 
-/// Serves `service` on every connection `listener` accepts until `shutdown`
+/// Serves the API on every connection `listener` accepts until `shutdown`
 /// completes; then stops accepting, lets each connection finish the
 /// request it is in, and returns once all have closed. Upgraded
 /// connections (WebSockets) are the upgrade handler's from the upgrade on,
 /// and are not waited for.
-pub async fn serve<S>(
+pub async fn serve(
     listener: TcpListener,
-    service: S,
+    service: Api,
     options: HttpOptions,
     shutdown: impl Future<Output = ()>,
-) where
-    S: Service<Request<Body>, Response = axum::response::Response, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a receiver: when the last one is dropped,
     // `closed()` below returns.
@@ -79,18 +73,12 @@ pub async fn serve<S>(
     open_tx.closed().await;
 }
 
-async fn serve_connection<S>(
+async fn serve_connection(
     stream: TcpStream,
-    service: S,
+    service: Api,
     options: HttpOptions,
     mut stop: watch::Receiver<bool>,
-) where
-    S: Service<Request<Body>, Response = axum::response::Response, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!("TCP_NODELAY not set on a connection: {e}");
     }
