@@ -1,4 +1,4 @@
-//! Reading JSON request bodies: content type, size limit, then bytes.
+//! Reading request bodies: content type, size limit, time limit, then bytes.
 
 use crate::error::ApiError;
 use axum::body::Body;
@@ -23,6 +23,34 @@ fn too_large(limit: usize) -> ApiError {
         "request_entity_too_large",
         format!("Request body is larger than {limit} bytes"),
         "RequestEntityTooLargeException",
+    )
+}
+
+/// The error a request body gives when its client sent nothing for too
+/// long in the middle of it (set at the connection, `http_idle_secs`).
+#[derive(Debug, thiserror::Error)]
+#[error("no part of the request body arrived for {} s", .0.as_secs())]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// The `BodyTimeout` somewhere in an error's chain of sources, if any.
+pub fn body_timeout<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e BodyTimeout> {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        if let Some(t) = e.downcast_ref::<BodyTimeout>() {
+            return Some(t);
+        }
+        at = e.source();
+    }
+    None
+}
+
+/// 408: the body stopped arriving.
+pub fn request_timeout(t: &BodyTimeout) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!("Request body not received in full: {t}"),
+        "RequestTimeoutException",
     )
 }
 
@@ -72,5 +100,8 @@ pub async fn read_json_body(
     }
     axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| too_large(limit))
+        .map_err(|e| match body_timeout(&e) {
+            Some(t) => request_timeout(t),
+            None => too_large(limit),
+        })
 }

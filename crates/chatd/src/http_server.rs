@@ -1,15 +1,17 @@
 //! Accepts TCP connections and serves HTTP/1.1, with upgrades, on them.
 //!
-//! This is `axum::serve` with two settings it does not expose. Without a
-//! header read timeout, a connection that never sends a complete request
-//! holds its socket, and a file descriptor, for as long as the client
-//! likes: enough of them and the server accepts nothing more. Without
-//! `TCP_NODELAY`, a frame written while the previous one is unacknowledged
-//! at the TCP level waits for the client's delayed ACK (≈ 40 ms).
+//! This is `axum::serve` with what it does not offer. Without a limit on
+//! the wait for a request head, or for the next part of a request body, a
+//! connection that sends nothing holds its socket, and a file descriptor,
+//! for as long as the client likes: enough of them and the server accepts
+//! nothing more. Without `TCP_NODELAY`, a frame written while the previous
+//! one is unacknowledged at the TCP level waits for the client's delayed
+//! ACK (≈ 40 ms).
 
 use axum::body::Body;
+use chatd_api::body::BodyTimeout;
 use chatd_api::Api;
-use hyper::body::Incoming;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::rt::{Sleep, Timer};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -27,8 +29,9 @@ use tower::ServiceExt;
 /// How connections are served.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpOptions {
-    /// Longest wait for a complete request head: from the accept, and on a
-    /// kept-alive connection from its last answer. `None`: no limit.
+    /// Longest wait for a complete request head (from the accept, and on a
+    /// kept-alive connection from its last answer), and for each next part
+    /// of a request body. `None`: no limit.
     pub idle: Option<Duration>,
 }
 
@@ -82,10 +85,23 @@ async fn serve_connection(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!("TCP_NODELAY not set on a connection: {e}");
     }
-    let service =
-        TowerToHyperService::new(service.map_request(|req: Request<Incoming>| req.map(Body::new)));
+    let timer = IdleTimer::new();
+    let body_timer = timer.clone();
+    let service = TowerToHyperService::new(service.map_request(move |req: Request<Incoming>| {
+        match options.idle {
+            Some(gap) => req.map(|body| {
+                Body::new(GapLimited {
+                    body,
+                    gap,
+                    timer: body_timer.clone(),
+                    waiting: None,
+                })
+            }),
+            None => req.map(Body::new),
+        }
+    }));
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(HeaderTimer::new());
+    builder.timer(timer);
     builder.header_read_timeout(options.idle);
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
@@ -118,17 +134,19 @@ async fn on_accept_error(e: io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// hyper's timer for one connection's header read timeout.
+/// One connection's timer: the deadline for its request head (hyper's
+/// header read timeout) or for the next part of a request body.
 ///
 /// hyper asks for a new sleep for every request head it waits for. With
 /// `TokioTimer` each is a new entry in tokio's timer wheel, and that cost
 /// ≈ 2k instructions per request (≈ 3.5 % of a send; callgrind). Here one
 /// tokio sleep per connection is moved to each new deadline; a later
-/// deadline only updates the registered entry in place.
+/// deadline only updates the registered entry in place. A connection waits
+/// for one thing at a time, so the deadlines never compete.
 #[derive(Clone)]
-struct HeaderTimer(Arc<Mutex<Pin<Box<tokio::time::Sleep>>>>);
+struct IdleTimer(Arc<Mutex<Pin<Box<tokio::time::Sleep>>>>);
 
-impl HeaderTimer {
+impl IdleTimer {
     fn new() -> Self {
         // Armed for real by the first deadline it is polled for.
         let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -136,25 +154,33 @@ impl HeaderTimer {
             far,
         )))))
     }
+
+    /// Whether `at` has passed; if not, the task is woken when it does.
+    fn poll_until(&self, at: tokio::time::Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let mut sleep = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if sleep.deadline() != at {
+            sleep.as_mut().reset(at);
+        }
+        sleep.as_mut().poll(cx)
+    }
 }
 
-impl Timer for HeaderTimer {
+impl Timer for IdleTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
         self.sleep_until(Instant::now() + duration)
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
         Box::pin(Deadline {
-            sleep: self.0.clone(),
+            timer: self.clone(),
             at: deadline.into(),
         })
     }
 }
 
-/// One deadline on the connection's shared sleep. hyper keeps at most one
-/// header deadline per connection, so the deadlines never compete.
+/// One deadline of hyper's on the connection's timer.
 struct Deadline {
-    sleep: Arc<Mutex<Pin<Box<tokio::time::Sleep>>>>,
+    timer: IdleTimer,
     at: tokio::time::Instant,
 }
 
@@ -162,12 +188,54 @@ impl Future for Deadline {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut sleep = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
-        if sleep.deadline() != self.at {
-            sleep.as_mut().reset(self.at);
-        }
-        sleep.as_mut().poll(cx)
+        self.timer.poll_until(self.at, cx)
     }
 }
 
 impl Sleep for Deadline {}
+
+/// A request body whose next part must arrive within `gap` of the previous
+/// one (or of the head), as nginx's `client_body_timeout`: a slow upload
+/// goes on, a stalled one ends with `BodyTimeout`. The clock starts only
+/// when a read finds nothing ready, so a body that came with its head
+/// costs no timer.
+struct GapLimited {
+    body: Incoming,
+    gap: Duration,
+    timer: IdleTimer,
+    /// Since when nothing was ready: `Some` while waiting.
+    waiting: Option<tokio::time::Instant>,
+}
+
+impl HttpBody for GapLimited {
+    type Data = axum::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let since = *this.waiting.get_or_insert_with(tokio::time::Instant::now);
+                match this.timer.poll_until(since + this.gap, cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimeout(this.gap).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -148,11 +148,14 @@ fn capped_body(
     })
 }
 
-/// A multipart failure: the body passed its cap, or it was cut off or
-/// malformed.
+/// A multipart failure: the body passed its cap, stopped arriving, or was
+/// cut off or malformed.
 fn multipart_error(e: multer::Error, received: &AtomicU64, cap: u64) -> ApiError {
     if received.load(Ordering::Relaxed) > cap {
         return file_too_large();
+    }
+    if let Some(t) = crate::body::body_timeout(&e) {
+        return crate::body::request_timeout(t);
     }
     tracing::debug!(error = %e, "unreadable multipart upload");
     ApiError::invalid_request_body()
