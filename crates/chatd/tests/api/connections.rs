@@ -122,6 +122,16 @@ fn head(server: &TestServer, path: &str, content_type: &str, length: usize) -> S
     )
 }
 
+/// A connection on which the head of a one-message send to `to` is written,
+/// and the body that head announces.
+async fn send_head(server: &TestServer, to: &str) -> (TcpStream, String) {
+    let body = format!(r#"{{"from":"a","to":["{to}"],"type":"txt","body":{{"msg":"hi"}}}}"#);
+    let mut conn = open(server).await;
+    let request = head(server, "/messages/users", "application/json", body.len());
+    conn.write_all(request.as_bytes()).await.unwrap();
+    (conn, body)
+}
+
 fn error_of(answer: &str) -> serde_json::Value {
     let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
@@ -132,10 +142,7 @@ fn error_of(answer: &str) -> serde_json::Value {
 #[tokio::test]
 async fn a_stalled_send_body_gets_408_and_sends_nothing() {
     let server = idle_server();
-    let body = r#"{"from":"a","to":["stalled"],"type":"txt","body":{"msg":"never"}}"#;
-    let mut conn = open(&server).await;
-    let request = head(&server, "/messages/users", "application/json", body.len());
-    conn.write_all(request.as_bytes()).await.unwrap();
+    let (mut conn, body) = send_head(&server, "stalled").await;
     conn.write_all(&body.as_bytes()[..20]).await.unwrap();
     let (answer, after) = read_until_closed(&mut conn).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
@@ -166,10 +173,7 @@ async fn a_stalled_send_body_gets_408_and_sends_nothing() {
 #[tokio::test]
 async fn a_slow_but_steady_body_is_read_in_full() {
     let server = idle_server();
-    let body = r#"{"from":"a","to":["steady"],"type":"txt","body":{"msg":"slowly"}}"#;
-    let mut conn = open(&server).await;
-    let request = head(&server, "/messages/users", "application/json", body.len());
-    conn.write_all(request.as_bytes()).await.unwrap();
+    let (mut conn, body) = send_head(&server, "steady").await;
     let started = Instant::now();
     for part in body.as_bytes().chunks(body.len() / 4 + 1) {
         conn.write_all(part).await.unwrap();
