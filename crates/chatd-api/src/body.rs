@@ -32,26 +32,22 @@ fn too_large(limit: usize) -> ApiError {
 #[error("no part of the request body arrived for {} s", .0.as_secs())]
 pub struct BodyTimeout(pub std::time::Duration);
 
-/// The `BodyTimeout` somewhere in an error's chain of sources, if any.
-pub fn body_timeout<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e BodyTimeout> {
+/// 408 when a `BodyTimeout` is somewhere in the error's chain of sources:
+/// the body stopped arriving.
+pub fn timed_out(e: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
     let mut at = Some(e);
     while let Some(e) = at {
         if let Some(t) = e.downcast_ref::<BodyTimeout>() {
-            return Some(t);
+            return Some(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("Request body not received in full: {t}"),
+                "RequestTimeoutException",
+            ));
         }
         at = e.source();
     }
     None
-}
-
-/// 408: the body stopped arriving.
-pub fn request_timeout(t: &BodyTimeout) -> ApiError {
-    ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "request_timeout",
-        format!("Request body not received in full: {t}"),
-        "RequestTimeoutException",
-    )
 }
 
 fn is_json(ct: &str) -> bool {
@@ -100,8 +96,5 @@ pub async fn read_json_body(
     }
     axum::body::to_bytes(body, limit)
         .await
-        .map_err(|e| match body_timeout(&e) {
-            Some(t) => request_timeout(t),
-            None => too_large(limit),
-        })
+        .map_err(|e| timed_out(&e).unwrap_or_else(|| too_large(limit)))
 }

@@ -154,8 +154,8 @@ fn multipart_error(e: multer::Error, received: &AtomicU64, cap: u64) -> ApiError
     if received.load(Ordering::Relaxed) > cap {
         return file_too_large();
     }
-    if let Some(t) = crate::body::body_timeout(&e) {
-        return crate::body::request_timeout(t);
+    if let Some(timeout) = crate::body::timed_out(&e) {
+        return timeout;
     }
     tracing::debug!(error = %e, "unreadable multipart upload");
     ApiError::invalid_request_body()
