@@ -12,6 +12,7 @@
 //!
 //! [`Record::SegmentEnd`]: super::record::Record::SegmentEnd
 
+use super::paced::Paced;
 use super::record::{self, Frame, Record, FRAME_HEADER};
 use crate::{Result, StorageError};
 use std::fs::File;
@@ -71,12 +72,13 @@ impl Layout {
             .dir
             .join(format!("{segment:010}.seg.tmp{}-{n}", std::process::id()));
         let written = (|| {
-            let mut f = File::create(&temp)?;
+            let f = File::create(&temp)?;
+            let mut out = Paced::new(&f, 0);
             let zeros = vec![0u8; 1 << 20];
             let mut left = self.segment_bytes;
             while left > 0 {
                 let n = left.min(zeros.len() as u64) as usize;
-                f.write_all(&zeros[..n])?;
+                out.write_all(&zeros[..n])?;
                 left -= n as u64;
             }
             f.sync_all()?;

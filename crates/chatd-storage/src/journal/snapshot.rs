@@ -7,6 +7,7 @@
 //! snapshot or the new one, whole. A damaged or missing snapshot only costs
 //! time: the state is then rebuilt from the start of the log.
 
+use super::paced::Paced;
 use super::segments::sync_dir;
 use super::state::State;
 use crate::{Result, StorageError};
@@ -45,7 +46,7 @@ pub(crate) fn save(dir: &Path, state: &State) -> Result<()> {
     file.write_all(&VERSION.to_le_bytes())?;
     file.write_all(&0u32.to_le_bytes())?;
     let mut out = Checksummed {
-        inner: io::BufWriter::with_capacity(1 << 20, &mut file),
+        inner: io::BufWriter::with_capacity(1 << 20, Paced::new(&file, 16)),
         crc: 0,
     };
     postcard::to_io(state, &mut out)
