@@ -180,7 +180,8 @@ mod tests {
         let mut out = Paced::new(&file, 4);
         write_mib(&mut out, 2);
         out.write_all(b"tail").unwrap();
-        drop(out);
+        // Each MiB written from offset 4 was pushed; the tail waits.
+        assert_eq!(out.unpushed(), 4);
         file.sync_all().unwrap();
         let back = std::fs::read(&path).unwrap();
         assert_eq!(back.len(), 4 + (2 << 20) + 4);
