@@ -356,6 +356,7 @@ async fn run(cli: Cli, nofile: u64) -> anyhow::Result<i32> {
             report.failures.push(format!("{s:?}: {e:#}"));
         }
     }
+    server::remove_stopped_data_dirs();
     report.evaluate_targets();
     progress.set_quiet(true);
     progress.clear();

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Credentials of the app the bench starts chatd with.
@@ -86,10 +87,11 @@ impl Target {
     }
 }
 
-/// A chatd started by the bench; killed when dropped.
+/// A chatd started by the bench; killed when dropped, its data directory
+/// kept until [`remove_stopped_data_dirs`].
 pub struct ChatdProcess {
     child: Option<Child>,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
     log: PathBuf,
     pub target: Target,
 }
@@ -185,7 +187,7 @@ impl ChatdProcess {
         let target = Target::at_url(&url, APP_ID, APP_CERT, Some(pid))?;
         Ok(Self {
             child: Some(child),
-            _dir: dir,
+            dir: Some(dir),
             log,
             target,
         })
@@ -230,7 +232,25 @@ impl Drop for ChatdProcess {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if let Some(dir) = self.dir.take() {
+            STOPPED.lock().unwrap_or_else(|p| p.into_inner()).push(dir);
+        }
     }
+}
+
+/// Data directories of the chatd processes that have stopped. Removing one
+/// as soon as its scenario ends would put its removal inside the next
+/// scenario: on a file system mounted with `discard` (as on the development
+/// machine), deleting a send scenario's gigabytes of log has the disk
+/// discard them for seconds, and fdatasyncs meanwhile waited up to tens of
+/// ms where they otherwise take 0.2 (docs/benchmarks.md).
+static STOPPED: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
+
+/// Removes the data directories of every chatd that has stopped; the run
+/// calls it once no scenario is left.
+pub fn remove_stopped_data_dirs() {
+    let dirs = std::mem::take(&mut *STOPPED.lock().unwrap_or_else(|p| p.into_inner()));
+    drop(dirs);
 }
 
 fn tail(path: &Path, n: usize) -> String {

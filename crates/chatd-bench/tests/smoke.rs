@@ -34,9 +34,12 @@ fn chatd_binary() -> PathBuf {
 fn quick_send_reports_sane_figures_and_loses_nothing() {
     let chatd = chatd_binary();
     let started = Instant::now();
+    // The bench's data directories go here, to see that none is left.
+    let tmp = tempfile::tempdir().expect("a temporary directory");
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatd-bench"))
         .args(["--quick", "--scenario", "send", "--json", "--chatd"])
         .arg(&chatd)
+        .env("TMPDIR", tmp.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -71,6 +74,11 @@ fn quick_send_reports_sane_figures_and_loses_nothing() {
         "chatd-bench failed ({status}):\n{out}\n{err}"
     );
     let r: Value = serde_json::from_str(&out).expect("--json prints JSON");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("the temporary directory")
+        .map(|e| e.expect("an entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "data directories left behind: {left:?}");
 
     assert_eq!(r["failures"], serde_json::json!([]));
     assert!(r["meta"]["cores"].as_u64().unwrap() >= 1);
