@@ -31,7 +31,6 @@
 //! the order its messages were stored. Apps and users live in the SQLite
 //! registry beside the journal (`apps.db`).
 
-mod paced;
 mod record;
 mod segments;
 mod snapshot;

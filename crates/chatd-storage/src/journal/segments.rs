@@ -12,9 +12,9 @@
 //!
 //! [`Record::SegmentEnd`]: super::record::Record::SegmentEnd
 
-use super::paced::Paced;
 use super::record::{self, Frame, Record, FRAME_HEADER};
 use crate::{Result, StorageError};
+use chatd_diskio::Paced;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;

@@ -7,10 +7,10 @@
 //! snapshot or the new one, whole. A damaged or missing snapshot only costs
 //! time: the state is then rebuilt from the start of the log.
 
-use super::paced::Paced;
 use super::segments::sync_dir;
 use super::state::State;
 use crate::{Result, StorageError};
+use chatd_diskio::Paced;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
