@@ -6,6 +6,7 @@
 //! given as a ratio to a trivial hyper server driven the same way.
 
 mod ceiling;
+mod disk;
 mod http;
 mod load;
 mod plot;
@@ -342,6 +343,31 @@ async fn run(cli: Cli, nofile: u64) -> anyhow::Result<i32> {
             .or(cli.url.clone())
             .unwrap_or_default(),
     );
+    // The disk under the servers' data directories (only a server the
+    // bench starts has them here).
+    let probe_disk = |when: &'static str| {
+        let secs = if ctx.params.quick { 0.3 } else { 3.0 };
+        async move {
+            progress.phase(format!(
+                "disk: {when} the scenarios, {secs} s of writes + fdatasync"
+            ));
+            let dir = std::env::temp_dir();
+            match tokio::task::spawn_blocking(move || disk::probe(&dir, when, secs)).await {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(e)) => {
+                    progress.note(&format!("disk probe failed: {e}"));
+                    None
+                }
+                Err(e) => {
+                    progress.note(&format!("disk probe failed: {e}"));
+                    None
+                }
+            }
+        }
+    };
+    if ctx.chatd.is_some() {
+        report.disk.extend(probe_disk("before").await);
+    }
     for s in &scenarios {
         let r = match s {
             Scenario::Send => scenarios::send::run(&ctx, &mut report).await,
@@ -355,6 +381,9 @@ async fn run(cli: Cli, nofile: u64) -> anyhow::Result<i32> {
             progress.note(&format!("scenario {s:?} failed: {e:#}"));
             report.failures.push(format!("{s:?}: {e:#}"));
         }
+    }
+    if ctx.chatd.is_some() {
+        report.disk.extend(probe_disk("after").await);
     }
     server::remove_stopped_data_dirs();
     report.evaluate_targets();

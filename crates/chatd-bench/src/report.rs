@@ -153,6 +153,9 @@ pub struct TargetCheck {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub meta: Meta,
+    /// The disk's own pace before the first scenario and after the last
+    /// (a server the bench starts only).
+    pub disk: Vec<crate::disk::DiskProbe>,
     pub ceiling: Vec<CeilingCell>,
     pub send: Vec<SendCell>,
     pub e2e: Vec<E2eCell>,
@@ -194,6 +197,7 @@ impl Report {
                 bench_nofile_limit: ctx.nofile,
                 params: ctx.params.clone(),
             },
+            disk: Vec::new(),
             ceiling: Vec::new(),
             send: Vec::new(),
             e2e: Vec::new(),
@@ -377,6 +381,23 @@ impl Report {
             m.cpu.as_deref().unwrap_or("?")
         );
         let _ = writeln!(s, "server: {}", m.server);
+        for d in &self.disk {
+            let l = &d.latency;
+            let _ = writeln!(
+                s,
+                "disk {:<6}: {} writes of 512 B + fdatasync in {}, one per {} over {}s: p50 {} p99 {} p99.9 {} max {}, {} of 10 ms or more",
+                d.when,
+                l.count,
+                d.dir,
+                fmt_us(d.interval_us),
+                d.seconds,
+                fmt_us(l.p50_us),
+                fmt_us(l.p99_us),
+                fmt_us(l.p999_us),
+                fmt_us(l.max_us),
+                d.stalls
+            );
+        }
         if !self.send.is_empty() || !self.ceiling.is_empty() {
             let _ = writeln!(
                 s,

@@ -84,6 +84,17 @@ fn quick_send_reports_sane_figures_and_loses_nothing() {
     assert!(r["meta"]["cores"].as_u64().unwrap() >= 1);
     assert_eq!(r["meta"]["params"]["quick"], true);
 
+    // The disk's pace, before the first scenario and after the last.
+    let disk = r["disk"].as_array().expect("disk probes");
+    let when: Vec<_> = disk.iter().map(|d| d["when"].as_str().unwrap()).collect();
+    assert_eq!(when, ["before", "after"], "{disk:?}");
+    for d in disk {
+        assert!(d["latency"]["count"].as_u64().unwrap() > 0, "{d}");
+        assert!(d["latency"]["p50_us"].as_u64().unwrap() > 0, "{d}");
+        assert_eq!(d["interval_us"], 1000, "{d}");
+        assert_eq!(d["dir"].as_str(), tmp.path().to_str(), "{d}");
+    }
+
     let ceiling = r["ceiling"].as_array().expect("ceiling cells");
     assert!(!ceiling.is_empty());
     for c in ceiling {
