@@ -471,6 +471,17 @@ fn inbox_entries(shared: &Shared, refs: &[(u64, EntryRef)]) -> Result<Vec<InboxE
 }
 
 fn find_entry(shared: &Shared, app: i64, msg_id: u64) -> Result<Option<InboxEntry>> {
+    find_message(shared, app, msg_id, |m, idx| m.entry(idx))
+}
+
+/// Looks `msg_id` up through the id index and hands its message record
+/// and the index of its (not sync copy) entry to `found`.
+fn find_message<T>(
+    shared: &Shared,
+    app: i64,
+    msg_id: u64,
+    found: impl FnOnce(&record::MessageRecord<'_>, usize) -> Result<T>,
+) -> Result<Option<T>> {
     let ranges = shared.read_state().id_ranges(msg_id, ID_WINDOW_BLOCKS);
     for (start, end) in ranges {
         let mut scan = Scanner::new(&shared.files, start);
@@ -484,15 +495,43 @@ fn find_entry(shared: &Shared, app: i64, msg_id: u64) -> Result<Option<InboxEntr
             if m.app != app {
                 continue;
             }
-            let found = (0..m.recipients.len())
+            let idx = (0..m.recipients.len())
                 .find(|&i| m.recipients[i].msg_id == msg_id && m.kind(i) != EntryKind::SyncCopy);
-            if let Some(idx) = found {
-                return m.entry(idx).map(Some);
+            if let Some(idx) = idx {
+                return found(&m, idx).map(Some);
             }
         }
     }
     Ok(None)
 }
+
+/// Where the conversation of `user` and `peer` goes on after the entry with
+/// id `cursor`: its link to the conversation's previous entry, if the entry
+/// is one of that conversation. Every entry of a conversation is on the
+/// chain of links from its newest one (heads are never removed), so a walk
+/// from here gives what a walk from the newest entry gives after meeting the
+/// cursor, without reading everything newer: a page far back costs a look-up
+/// of the id (a block of the log, ≈ 128 records) instead of one read per
+/// newer message.
+fn after_cursor(
+    shared: &Shared,
+    app: i64,
+    user: &str,
+    peer: &str,
+    cursor: u64,
+) -> Result<Option<EntryRef>> {
+    let link = find_message(shared, app, cursor, |m, idx| {
+        let r = &m.recipients[idx];
+        let ours = (m.from == user && r.owner == peer) || (m.from == peer && r.owner == user);
+        Ok(ours.then_some(r.prev))
+    })?;
+    Ok(link.flatten())
+}
+
+/// Entries a history page walks from the newest one looking for its
+/// cursor before it looks the cursor up by id instead (which reads a block
+/// of the log, [`ID_WINDOW_BLOCKS`] blocks of 128 ids at most, usually one).
+const CURSOR_WALK: usize = 128;
 
 /// How far out of time order a conversation's records can be: a send takes
 /// its id and timestamp before it queues for the log, so two sends racing
@@ -504,8 +543,12 @@ const OUT_OF_ORDER_MS: i64 = 60_000;
 /// differs from id order only for sends that raced each other; so a page
 /// after `before` starts right after the entry with that id, where the
 /// previous page ended (an id filter would skip or repeat the racing
-/// entries). A cursor the walk does not meet (an entry cleared since, or an
-/// id from elsewhere) falls back to "ids below it".
+/// entries). A cursor close to the newest entry is met by walking there; a
+/// cursor further back is looked up by id ([`after_cursor`]), which costs
+/// about as much as walking [`CURSOR_WALK`] entries, so that neither a
+/// near page nor a far one costs more than about twice what it must. A
+/// cursor the walk does not meet (an entry cleared since, or an id from
+/// elsewhere) falls back to "ids below it".
 fn history(
     shared: &Shared,
     app: i64,
@@ -517,9 +560,17 @@ fn history(
     let walk = |start| walk_history(shared, app, user, peer, limit, start);
     let page = match before {
         None => walk(Start::Newest)?,
-        Some(cursor) => match walk(Start::After(cursor))? {
+        Some(cursor) => match walk(Start::After(cursor, CURSOR_WALK))? {
             Some(page) => Some(page),
-            None => walk(Start::Below(cursor))?,
+            None => match after_cursor(shared, app, user, peer, cursor)? {
+                Some(link) => walk(Start::From(link))?,
+                // Not found by id (an entry of elsewhere, or an id never
+                // stored): the whole walk looks for it, then ids below.
+                None => match walk(Start::After(cursor, usize::MAX))? {
+                    Some(page) => Some(page),
+                    None => walk(Start::Below(cursor))?,
+                },
+            },
         },
     };
     Ok(page.unwrap_or_default())
@@ -528,8 +579,11 @@ fn history(
 #[derive(Clone, Copy)]
 enum Start {
     Newest,
-    /// Right after the entry with this id; `None` if the walk never meets it.
-    After(u64),
+    /// At this entry (the link from a cursor's entry, [`after_cursor`]).
+    From(EntryRef),
+    /// Right after the entry with this id; `None` if the walk does not
+    /// meet it within this many entries.
+    After(u64, usize),
     /// Entries with lower ids.
     Below(u64),
 }
@@ -545,11 +599,15 @@ fn walk_history(
     let (mut at, cleared) = {
         let state = shared.read_state();
         (
-            state.pair_head(app, user, peer).unwrap_or(EntryRef::NONE),
+            match start {
+                Start::From(link) => link,
+                _ => state.pair_head(app, user, peer).unwrap_or(EntryRef::NONE),
+            },
             state.cleared_before(app, user, peer).unwrap_or(i64::MIN),
         )
     };
-    let mut met = !matches!(start, Start::After(_));
+    let mut met = !matches!(start, Start::After(..));
+    let mut walked = 0;
     let mut reader = RecordReader::new(&shared.files);
     let mut out = Vec::with_capacity(limit.min(256));
     while !at.is_none() && out.len() < limit {
@@ -564,7 +622,11 @@ fn walk_history(
             .ok_or_else(|| StorageError::Corrupt("journal: conversation link".into()))?;
         let next = r.prev;
         let shown = match start {
-            Start::After(cursor) if !met => {
+            Start::After(cursor, within) if !met => {
+                if walked == within {
+                    break;
+                }
+                walked += 1;
                 met = r.msg_id == cursor;
                 false
             }

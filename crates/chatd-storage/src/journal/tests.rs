@@ -347,6 +347,76 @@ async fn history_pages_back_through_a_long_conversation() {
     store.close().await;
 }
 
+/// Flips a byte of the one record whose bytes hold `marker`, in the log
+/// files under `dir` (the page cache sees it at once).
+fn damage_record_holding(dir: &Path, marker: &[u8]) {
+    let journal = JournalOptions::in_dir(dir).dir;
+    let mut hits = 0;
+    for e in std::fs::read_dir(&journal).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "seg") {
+            continue;
+        }
+        let mut raw = std::fs::read(&path).unwrap();
+        if let Some(at) = raw.windows(marker.len()).position(|w| w == marker) {
+            raw[at] ^= 0x20;
+            std::fs::write(&path, raw).unwrap();
+            hits += 1;
+        }
+    }
+    assert_eq!(hits, 1, "{} holds the marker once", journal.display());
+}
+
+#[tokio::test]
+async fn a_page_far_back_reads_nothing_newer_than_its_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for i in 0..300u64 {
+        let mut m = message(1, &["b"], 1000 + i);
+        m.from = "a".into();
+        m.recipients[0].peer = "a".into();
+        m.body = format!(r#"{{"msg":"number-{i:03}"}}"#);
+        store.append_message(m).await.unwrap();
+        store
+            .append_message(message(1, &["c"], 5000 + i))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        ids(&store.history(1, "b", "a", Some(1100), 20).await.unwrap()),
+        (1080..1100).rev().collect::<Vec<u64>>()
+    );
+    // A message further back than a page walks looking for its cursor
+    // (CURSOR_WALK) is damaged: a page whose cursor lies beyond it must not
+    // read it, nor anything else newer than its cursor.
+    let damaged = 1299 - CURSOR_WALK as u64 - 21;
+    damage_record_holding(
+        dir.path(),
+        format!("number-{:03}", damaged - 1000).as_bytes(),
+    );
+    assert_eq!(
+        ids(&store.history(1, "b", "a", Some(1100), 20).await.unwrap()),
+        (1080..1100).rev().collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        ids(&store.history(1, "b", "a", Some(1010), 20).await.unwrap()),
+        (1000..1010).rev().collect::<Vec<u64>>()
+    );
+    // A cursor near the newest entry is met by walking from it.
+    assert_eq!(
+        ids(&store.history(1, "b", "a", Some(1290), 5).await.unwrap()),
+        (1285..1290).rev().collect::<Vec<u64>>()
+    );
+    // The page that holds it, and one whose cursor belongs to another
+    // conversation (looked for by walking the whole conversation), read it.
+    assert!(store
+        .history(1, "b", "a", Some(damaged + 5), 20)
+        .await
+        .is_err());
+    assert!(store.history(1, "b", "a", Some(5010), 20).await.is_err());
+    store.close().await;
+}
+
 #[tokio::test]
 async fn a_message_to_many_reads_back_per_recipient() {
     let dir = tempfile::tempdir().unwrap();
