@@ -547,8 +547,8 @@ const OUT_OF_ORDER_MS: i64 = 60_000;
 /// cursor further back is looked up by id ([`after_cursor`]), which costs
 /// about as much as walking [`CURSOR_WALK`] entries, so that neither a
 /// near page nor a far one costs more than about twice what it must. A
-/// cursor the walk does not meet (an entry cleared since, or an id from
-/// elsewhere) falls back to "ids below it".
+/// cursor that is no entry of this conversation (an id from elsewhere)
+/// falls back to "ids below it".
 fn history(
     shared: &Shared,
     app: i64,
@@ -560,16 +560,13 @@ fn history(
     let walk = |start| walk_history(shared, app, user, peer, limit, start);
     let page = match before {
         None => walk(Start::Newest)?,
-        Some(cursor) => match walk(Start::After(cursor, CURSOR_WALK))? {
+        Some(cursor) => match walk(Start::After(cursor))? {
             Some(page) => Some(page),
             None => match after_cursor(shared, app, user, peer, cursor)? {
                 Some(link) => walk(Start::From(link))?,
-                // Not found by id (an entry of elsewhere, or an id never
-                // stored): the whole walk looks for it, then ids below.
-                None => match walk(Start::After(cursor, usize::MAX))? {
-                    Some(page) => Some(page),
-                    None => walk(Start::Below(cursor))?,
-                },
+                // No entry of this conversation has that id (the index
+                // holds every stored id): a walk would not meet it either.
+                None => walk(Start::Below(cursor))?,
             },
         },
     };
@@ -582,8 +579,8 @@ enum Start {
     /// At this entry (the link from a cursor's entry, [`after_cursor`]).
     From(EntryRef),
     /// Right after the entry with this id; `None` if the walk does not
-    /// meet it within this many entries.
-    After(u64, usize),
+    /// meet it within [`CURSOR_WALK`] entries.
+    After(u64),
     /// Entries with lower ids.
     Below(u64),
 }
@@ -606,7 +603,7 @@ fn walk_history(
             state.cleared_before(app, user, peer).unwrap_or(i64::MIN),
         )
     };
-    let mut met = !matches!(start, Start::After(..));
+    let mut met = !matches!(start, Start::After(_));
     let mut walked = 0;
     let mut reader = RecordReader::new(&shared.files);
     let mut out = Vec::with_capacity(limit.min(256));
@@ -622,8 +619,8 @@ fn walk_history(
             .ok_or_else(|| StorageError::Corrupt("journal: conversation link".into()))?;
         let next = r.prev;
         let shown = match start {
-            Start::After(cursor, within) if !met => {
-                if walked == within {
+            Start::After(cursor) if !met => {
+                if walked == CURSOR_WALK {
                     break;
                 }
                 walked += 1;
