@@ -352,12 +352,9 @@ async fn run(cli: Cli, nofile: u64) -> anyhow::Result<i32> {
                 "disk: {when} the scenarios, {secs} s of writes + fdatasync"
             ));
             let dir = std::env::temp_dir();
-            match tokio::task::spawn_blocking(move || disk::probe(&dir, when, secs)).await {
-                Ok(Ok(p)) => Some(p),
-                Ok(Err(e)) => {
-                    progress.note(&format!("disk probe failed: {e}"));
-                    None
-                }
+            let probed = tokio::task::spawn_blocking(move || disk::probe(&dir, when, secs)).await;
+            match probed.map_err(std::io::Error::other).and_then(|r| r) {
+                Ok(p) => Some(p),
                 Err(e) => {
                     progress.note(&format!("disk probe failed: {e}"));
                     None
