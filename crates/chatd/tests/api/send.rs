@@ -90,6 +90,46 @@ async fn every_seed_example_is_accepted_on_both_path_forms() {
 }
 
 #[tokio::test]
+async fn a_trailing_slash_reaches_the_same_endpoint() {
+    let server = TestServer::start();
+    let by_id = server.admin();
+    let by_name = by_id.with_org_app(ORG, APP);
+    let example = &seed_examples()[0];
+    for client in [&by_id, &by_name] {
+        let r = client
+            .call(reqwest::Method::POST, "/messages/users/", Some(example))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_send_envelope(&r.body, &server.base, &["user2"]);
+        let count = client
+            .call(
+                reqwest::Method::GET,
+                "/users/user2/offline_msg_count//",
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(count.status, 200, "{}", count.body);
+    }
+    let count = by_id
+        .call(reqwest::Method::GET, "/users/user2/offline_msg_count", None)
+        .await
+        .unwrap();
+    assert_eq!(count.body["data"]["user2"], json!(2));
+    // Errors are the endpoint's own, not a 404 of the router's.
+    let r = by_id
+        .call(reqwest::Method::POST, "/messages/users/", Some(&json!({})))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    let health = reqwest::get(format!("{}/health/", server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
 async fn one_id_per_recipient_and_from_defaults_to_admin() {
     let server = TestServer::start();
     let admin = server.admin();
