@@ -88,7 +88,8 @@ impl Service<Request> for Api {
         <Router as Service<Request>>::poll_ready(&mut self.router, cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        crate::trailing_slash::trim(&mut req);
         match send_target(req.method(), req.uri().path()) {
             Some(target) => {
                 let state = self.state.clone();

@@ -15,6 +15,7 @@ pub mod error;
 mod observe;
 pub mod routes;
 pub mod state;
+mod trailing_slash;
 
 pub use apps::AppRegistry;
 pub use chatd_web::DefaultAppInfo;
@@ -98,18 +99,11 @@ fn cors() -> tower_http::cors::CorsLayer {
         .max_age(std::time::Duration::from_secs(86_400))
 }
 
-/// The whole HTTP API, as served (see [`service`]).
-pub type Service = tower_http::normalize_path::NormalizePath<Api>;
-
 /// The whole HTTP API, as served: [`router`], with sends taken straight to
 /// their handler (`direct.rs`), and a path's trailing slashes dropped first
-/// (`/messages/users/` is `/messages/users`): an app server's client that
-/// writes one must not meet a 404 that the hosted service would not give.
-pub fn service(state: Arc<ApiState>, web: DefaultAppInfo) -> Service {
-    tower_http::normalize_path::NormalizePath::trim_trailing_slash(Api::new(
-        router(state.clone(), web),
-        state,
-    ))
+/// (`trailing_slash.rs`).
+pub fn service(state: Arc<ApiState>, web: DefaultAppInfo) -> Api {
+    Api::new(router(state.clone(), web), state)
 }
 
 /// The whole HTTP API as one router.

@@ -10,7 +10,7 @@
 
 use axum::body::Body;
 use chatd_api::body::BodyTimeout;
-use chatd_api::Service as ApiService;
+use chatd_api::Api;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::rt::{Sleep, Timer};
 use hyper::Request;
@@ -42,7 +42,7 @@ pub struct HttpOptions {
 /// and are not waited for.
 pub async fn serve(
     listener: TcpListener,
-    service: ApiService,
+    service: Api,
     options: HttpOptions,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -78,7 +78,7 @@ pub async fn serve(
 
 async fn serve_connection(
     stream: TcpStream,
-    service: ApiService,
+    service: Api,
     options: HttpOptions,
     mut stop: watch::Receiver<bool>,
 ) {

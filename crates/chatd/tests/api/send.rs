@@ -127,6 +127,11 @@ async fn a_trailing_slash_reaches_the_same_endpoint() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    // The web page keeps its directory URL: `/` leads to `/web/` (through
+    // redirects, which a trimmed `/web/` would turn into a loop).
+    let page = reqwest::get(format!("{}/", server.base)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.url().path(), "/web/");
 }
 
 #[tokio::test]
