@@ -54,6 +54,12 @@ impl Pace {
     pub fn unpushed(&self) -> u64 {
         self.at - self.pushed
     }
+
+    /// Offset of the next byte written: the file's length for writes that
+    /// started at 0.
+    pub fn at(&self) -> u64 {
+        self.at
+    }
 }
 
 /// Writes to a file at its current position, pushing every [`PACE_BYTES`]
@@ -236,6 +242,7 @@ mod tests {
         assert_eq!(pace.unpushed(), 0);
         assert_eq!(pace.wrote(3), None);
         assert_eq!(pace.unpushed(), 3);
+        assert_eq!(pace.at(), 10 + PACE_BYTES + 7);
         assert_eq!(
             pace.wrote(2 * PACE_BYTES),
             Some((PACE_BYTES + 14, 2 * PACE_BYTES + 3))

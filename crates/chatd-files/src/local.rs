@@ -409,7 +409,6 @@ impl FileStore for LocalFileStore {
             out: Some(BufWriter::with_capacity(IO_BUFFER, file)),
             pushing,
             pace: Pace::new(0),
-            len: 0,
             head: Vec::with_capacity(HEAD_LEN),
         }))
     }
@@ -485,8 +484,8 @@ struct LocalWriter {
     /// (`chatd_diskio`): synced only at the end, a 10 MiB upload reached the
     /// device queue at once and held the journal's commits behind it.
     pushing: Arc<std::fs::File>,
+    /// Also the upload's length so far.
     pace: Pace,
-    len: u64,
     /// The first bytes, to recognise images by.
     head: Vec<u8>,
 }
@@ -545,7 +544,6 @@ impl FileWriter for LocalWriter {
             .as_mut()
             .ok_or_else(|| io::Error::other("write after commit"))?;
         out.write_all(&chunk).await?;
-        self.len += chunk.len() as u64;
         if let Some((offset, len)) = self.pace.wrote(chunk.len() as u64) {
             // Out of the buffer and into the file first.
             out.flush().await?;
@@ -558,7 +556,7 @@ impl FileWriter for LocalWriter {
     }
 
     fn len(&self) -> u64 {
-        self.len
+        self.pace.at()
     }
 
     async fn commit(mut self: Box<Self>, new: NewFile) -> Result<StoredFile, FileError> {
@@ -614,7 +612,7 @@ impl FileWriter for LocalWriter {
             uuid: self.uuid.clone(),
             filename: new.filename,
             content_type,
-            size: self.len,
+            size: self.pace.at(),
             share_secret: chatd_core::ids::random_token(SECRET_LEN),
             restricted: new.restricted,
             created_ms: chatd_core::clock::now_ms(),
