@@ -109,8 +109,13 @@ pub fn now_ns() -> u64 {
     BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// The commit of the working tree the bench runs from, if it is a git one.
+/// The commit of the working tree the bench runs from, if it is a git one;
+/// `CHATD_BENCH_COMMIT` names it where there is no git (scripts/bench-vm.sh
+/// runs the bench in a guest without the tree).
 pub fn git_commit() -> Option<String> {
+    if let Ok(c) = std::env::var("CHATD_BENCH_COMMIT") {
+        return (!c.is_empty()).then_some(c);
+    }
     let out = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()

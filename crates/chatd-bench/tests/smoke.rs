@@ -40,6 +40,8 @@ fn quick_send_reports_sane_figures_and_loses_nothing() {
         .args(["--quick", "--scenario", "send", "--json", "--chatd"])
         .arg(&chatd)
         .env("TMPDIR", tmp.path())
+        // What scripts/bench-vm.sh passes to a bench run outside the tree.
+        .env("CHATD_BENCH_COMMIT", "0123456789ab")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -83,6 +85,7 @@ fn quick_send_reports_sane_figures_and_loses_nothing() {
     assert_eq!(r["failures"], serde_json::json!([]));
     assert!(r["meta"]["cores"].as_u64().unwrap() >= 1);
     assert_eq!(r["meta"]["params"]["quick"], true);
+    assert_eq!(r["meta"]["commit"], "0123456789ab");
 
     // The disk's pace, before the first scenario and after the last.
     let disk = r["disk"].as_array().expect("disk probes");
