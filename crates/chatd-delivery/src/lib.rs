@@ -13,10 +13,12 @@
 
 pub mod recent;
 pub mod registry;
+pub mod save_timer;
 pub mod session;
 
 pub use recent::RecentEntries;
 pub use registry::{Connections, DeviceInfo, Kick, Receipt, ReceiptKind, Registration};
+pub use save_timer::SaveTimer;
 pub use session::{DeviceSession, SAVE_INTERVAL};
 
 use chatd_core::InboxEntry;

@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chatd_auth::{AppKeys, AuthError, Principal};
 use chatd_core::{AppRecord, EntryKind, InboxEntry, MessageIdGenerator};
-use chatd_delivery::{DeviceSession, InboxKey, Kick, Receipt, ReceiptKind, SAVE_INTERVAL};
+use chatd_delivery::{DeviceSession, InboxKey, Kick, Receipt, ReceiptKind, SaveTimer};
 use chatd_msync::frame::{self, Login, Request};
 use chatd_msync::meta::{self, AckKind, Uplink};
 use chatd_msync::pb::statistics_body::Operation;
@@ -338,10 +338,11 @@ impl Connection {
         let settings = self.state.clients.clone();
         let mut ping = tokio::time::interval(Duration::from_secs(settings.ping_secs.max(1)));
         ping.tick().await;
-        let mut save = tokio::time::interval(SAVE_INTERVAL);
+        let mut save = SaveTimer::new();
         let mut shutdown = self.state.shutdown.clone();
         let mut last_heard = Instant::now();
         loop {
+            save.arm_if(s.inbox.unsaved() > 0);
             if s.look && s.inbox.has_room() {
                 if let Err(c) = self.take_from_inbox(s).await {
                     return c;
@@ -383,7 +384,7 @@ impl Connection {
                         return c;
                     }
                 }
-                _ = save.tick() => {
+                _ = save.expired() => {
                     s.inbox.save_or_warn().await;
                 }
                 why = &mut *kicked => return self.kicked(why.ok()).await,

@@ -16,7 +16,7 @@ use axum::Extension;
 use chatd_auth::Principal;
 use chatd_core::record::message_record;
 use chatd_core::{AppRecord, InboxEntry};
-use chatd_delivery::{DeviceSession, InboxKey, Kick, SAVE_INTERVAL};
+use chatd_delivery::{DeviceSession, InboxKey, Kick, SaveTimer};
 use chatd_pipeline::{check_send_object, Source};
 use futures::SinkExt;
 use serde::Serialize;
@@ -204,13 +204,14 @@ impl Connection {
         let settings = self.state.clients.clone();
         let mut ping = tokio::time::interval(Duration::from_secs(settings.ping_secs.max(1)));
         ping.tick().await;
-        let mut save = tokio::time::interval(SAVE_INTERVAL);
+        let mut save = SaveTimer::new();
         let mut shutdown = self.state.shutdown.clone();
         let mut last_heard = Instant::now();
         // Look at the inbox once at start, then whenever it grows or the
         // window opens.
         let mut look = true;
         loop {
+            save.arm_if(session.unsaved() > 0);
             if look && session.has_room() {
                 match session.next_batch().await {
                     Ok(batch) if batch.is_empty() => look = false,
@@ -265,7 +266,7 @@ impl Connection {
                         return c;
                     }
                 }
-                _ = save.tick() => {
+                _ = save.expired() => {
                     session.save_or_warn().await;
                 }
                 why = &mut *kicked => {

@@ -84,6 +84,25 @@ async fn undelivered_messages_survive_sigkill() {
 }
 
 #[tokio::test]
+async fn an_acknowledged_position_is_saved_while_the_connection_stays_open() {
+    let mut server = TestServer::start();
+    let admin = server.admin();
+    let mut bob = connect(&server, "bob", "phone").await;
+    // Idle first, longer than the save interval: nothing to save yet.
+    tokio::time::sleep(chatd_delivery::SAVE_INTERVAL + Duration::from_secs(1)).await;
+    admin.send_text("alice", &["bob"], "once").await.unwrap();
+    let (seq, _) = bob.next_message(WAIT).await.unwrap();
+    // One acknowledgement: far fewer than make a connection save at once.
+    bob.ack(seq).await.unwrap();
+    tokio::time::sleep(chatd_delivery::SAVE_INTERVAL + Duration::from_secs(1)).await;
+    // No shutdown save: only the periodic one can have kept the position.
+    server.kill();
+    server.restart();
+    let mut bob = connect(&server, "bob", "phone").await;
+    assert_quiet(&mut bob, 500).await;
+}
+
+#[tokio::test]
 async fn clients_reconnect_after_a_graceful_restart_without_loss_or_repeat() {
     let mut server = TestServer::start();
     let admin = server.admin();
