@@ -87,6 +87,8 @@ pub struct ConnResult {
     pub hold_secs: f64,
     /// Still connected after the hold.
     pub held: usize,
+    /// The clients not held, by why their connection ended.
+    pub dropped_by: std::collections::BTreeMap<String, u64>,
     pub rss_base_kb: Option<u64>,
     pub rss_kb: Option<u64>,
     /// (RSS after − RSS before) ÷ connections.
@@ -538,6 +540,9 @@ impl Report {
                 c.held,
                 c.hold_secs
             );
+            for (why, n) in &c.dropped_by {
+                let _ = writeln!(s, "  not held: {n} × {why}");
+            }
             if let (Some(a), Some(b), Some(p)) = (c.rss_base_kb, c.rss_kb, c.rss_per_conn_bytes) {
                 let _ = writeln!(
                     s,

@@ -13,6 +13,7 @@ use crate::stats::{Progress, SharedHist};
 use crate::sys::Sources;
 use anyhow::{bail, Context};
 use futures::{FutureExt, SinkExt, StreamExt};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +128,9 @@ pub struct Receivers {
     pub total: AtomicU64,
     /// Clients whose connection ended while they were meant to be up.
     pub dropped: AtomicU64,
+    /// Why they ended: the server's close code and reason, or what the
+    /// client saw instead.
+    drop_reasons: std::sync::Mutex<BTreeMap<String, u64>>,
     /// Send → receive latency of marked messages sent at or after
     /// `measure_from_ns`.
     pub e2e: SharedHist,
@@ -146,6 +150,7 @@ impl Receivers {
             received: (0..clients.len()).map(|_| AtomicU64::new(0)).collect(),
             total: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            drop_reasons: std::sync::Mutex::new(BTreeMap::new()),
             e2e: SharedHist::new(),
             measure_from_ns: AtomicU64::new(u64::MAX),
             ack_every: ack_every.max(1),
@@ -161,6 +166,21 @@ impl Receivers {
         }
         *r.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         r
+    }
+
+    /// Counts one client lost for `why`.
+    fn lost(&self, why: String) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut reasons = self.drop_reasons.lock().unwrap_or_else(|p| p.into_inner());
+        *reasons.entry(why).or_default() += 1;
+    }
+
+    /// How many clients were lost, by reason.
+    pub fn drop_reasons(&self) -> BTreeMap<String, u64> {
+        self.drop_reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn connected(&self) -> usize {
@@ -209,8 +229,8 @@ async fn receive(mut ws: Ws, i: usize, r: Arc<Receivers>, mut stop: watch::Recei
             None if unacked > 0 => match tokio::time::timeout(ACK_DELAY, ws.next()).await {
                 Ok(m) => m,
                 Err(_) => {
-                    if send_ack(&mut ws, last_seq).await.is_err() {
-                        r.dropped.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = send_ack(&mut ws, last_seq).await {
+                        r.lost(format!("ack not sent: {e}"));
                         return;
                     }
                     unacked = 0;
@@ -247,16 +267,33 @@ async fn receive(mut ws: Ws, i: usize, r: Arc<Receivers>, mut stop: watch::Recei
                 last_seq = seq;
                 unacked += 1;
                 if unacked >= r.ack_every {
-                    if send_ack(&mut ws, last_seq).await.is_err() {
-                        r.dropped.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = send_ack(&mut ws, last_seq).await {
+                        r.lost(format!("ack not sent: {e}"));
                         return;
                     }
                     unacked = 0;
                 }
             }
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+            Some(Ok(Message::Close(frame))) => {
                 if !*stop.borrow() {
-                    r.dropped.fetch_add(1, Ordering::Relaxed);
+                    r.lost(match frame {
+                        Some(f) => {
+                            format!("closed by the server: {} {}", u16::from(f.code), f.reason)
+                        }
+                        None => "closed by the server without a code".to_string(),
+                    });
+                }
+                return;
+            }
+            Some(Err(e)) => {
+                if !*stop.borrow() {
+                    r.lost(format!("read failed: {e}"));
+                }
+                return;
+            }
+            None => {
+                if !*stop.borrow() {
+                    r.lost("connection ended without a close".to_string());
                 }
                 return;
             }

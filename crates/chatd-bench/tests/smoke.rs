@@ -37,7 +37,13 @@ fn quick_send_reports_sane_figures_and_loses_nothing() {
     // The bench's data directories go here, to see that none is left.
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let mut child = Command::new(env!("CARGO_BIN_EXE_chatd-bench"))
-        .args(["--quick", "--scenario", "send", "--json", "--chatd"])
+        .args([
+            "--quick",
+            "--scenario",
+            "send,connections",
+            "--json",
+            "--chatd",
+        ])
         .arg(&chatd)
         .env("TMPDIR", tmp.path())
         // What scripts/bench-vm.sh passes to a bench run outside the tree.
@@ -125,6 +131,18 @@ fn quick_send_reports_sane_figures_and_loses_nothing() {
         assert_eq!(c["lost"], 0, "acknowledged messages were lost: {c}");
         assert!(stored >= acked, "{c}");
     }
+
+    // Idle clients: all held, none lost, memory read from the server.
+    let conn = &r["connections"];
+    assert!(conn["attempted"].as_u64().unwrap() > 0, "{conn}");
+    assert_eq!(conn["connected"], conn["attempted"], "{conn}");
+    assert_eq!(conn["held"], conn["connected"], "{conn}");
+    assert_eq!(conn["dropped_by"], serde_json::json!({}), "{conn}");
+    assert!(
+        conn["rss_kb"].as_u64() > conn["rss_base_kb"].as_u64(),
+        "{conn}"
+    );
+
     let lost = r["targets"]
         .as_array()
         .unwrap()

@@ -90,6 +90,12 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         .map(|g| g.dropped.load(Ordering::Relaxed))
         .sum();
     let held = connected.saturating_sub(dropped as usize);
+    let mut dropped_by = std::collections::BTreeMap::new();
+    for g in &groups {
+        for (why, n) in g.drop_reasons() {
+            *dropped_by.entry(why).or_insert(0) += n;
+        }
+    }
     let per_conn = match (rss_base, rss) {
         (Some(a), Some(b)) if connected > 1 => {
             Some((b.saturating_sub(a) as f64 * 1024.0) / (connected - 1) as f64)
@@ -108,6 +114,7 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         connect_secs,
         hold_secs: p.hold_s,
         held,
+        dropped_by,
         rss_base_kb: rss_base,
         rss_kb: rss,
         rss_per_conn_bytes: per_conn,
