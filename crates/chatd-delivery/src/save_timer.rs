@@ -10,7 +10,7 @@ use tokio::time::{Instant, Sleep};
 /// A connection's loop used to tick a `SAVE_INTERVAL` interval whether or
 /// not anything had been acknowledged, so an idle connection woke every
 /// 5 s for nothing: 20 000 wake-ups a second for 100 000 idle clients, most
-/// of an idle server's CPU (docs/benchmarks.md, "Connections"). Armed only
+/// of an idle server's CPU (docs/benchmarks.md, "What changed"). Armed only
 /// while there is something to save, an idle connection's one timer is its
 /// ping.
 pub struct SaveTimer {

@@ -5,7 +5,6 @@ use crate::report::{ConnResult, Report};
 use crate::stats::Progress;
 use crate::ws::{connect_many, Receivers};
 use crate::Ctx;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,17 +84,15 @@ pub async fn run(ctx: &Ctx, report: &mut Report) -> anyhow::Result<()> {
         p.hold_s
     ));
     tokio::time::sleep(Duration::from_secs_f64(p.hold_s)).await;
-    let dropped: u64 = groups
-        .iter()
-        .map(|g| g.dropped.load(Ordering::Relaxed))
-        .sum();
-    let held = connected.saturating_sub(dropped as usize);
+    // `held` from the same counts as `dropped_by`, so the two always agree.
     let mut dropped_by = std::collections::BTreeMap::new();
     for g in &groups {
         for (why, n) in g.drop_reasons() {
             *dropped_by.entry(why).or_insert(0) += n;
         }
     }
+    let dropped: u64 = dropped_by.values().sum();
+    let held = connected.saturating_sub(dropped as usize);
     let per_conn = match (rss_base, rss) {
         (Some(a), Some(b)) if connected > 1 => {
             Some((b.saturating_sub(a) as f64 * 1024.0) / (connected - 1) as f64)
